@@ -1,0 +1,235 @@
+//! The metric catalogue: every metric dchat-telemetry exports by default, as Prometheus scrapes it.
+//!
+//! This is the one place where names, types, labels, units, help texts and buckets live. The
+//! default [`Rules`](crate::Rules) are built from it, `monitoring/` is checked against it (through
+//! the golden copy `tests/data/catalog.tsv`), and the self-metrics of the layer and the server are
+//! declared here too.
+
+/// The kind of instrument behind a metric, and so its Prometheus `TYPE`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum MetricKind {
+    /// A monotonic sum (`TYPE counter`); its name ends in `_total`. Integer counts are kept as
+    /// exact `u64`; fractional increments make the counter a `f64` one.
+    Counter,
+    /// A sum that goes up and down (`TYPE gauge`), e.g. open connections.
+    UpDownCounter,
+    /// The last value recorded (`TYPE gauge`).
+    Gauge,
+    /// An explicit-bucket histogram (`TYPE histogram`).
+    Histogram,
+    /// Events per second over a trailing window (`TYPE gauge`), computed at scrape time from a
+    /// ring of per-second counts.
+    RateGauge,
+}
+
+impl MetricKind {
+    /// The `# TYPE` word Prometheus shows for this kind.
+    #[must_use]
+    pub fn prometheus_type(self) -> &'static str {
+        match self {
+            MetricKind::Counter => "counter",
+            MetricKind::Histogram => "histogram",
+            MetricKind::UpDownCounter | MetricKind::Gauge | MetricKind::RateGauge => "gauge",
+        }
+    }
+}
+
+/// One entry of the catalogue.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct MetricInfo {
+    /// The name as scraped (counters end in `_total`).
+    pub name: &'static str,
+    /// Instrument kind.
+    pub kind: MetricKind,
+    /// The label names each series carries (besides the operator's constant labels).
+    pub labels: &'static [&'static str],
+    /// Unit, in words (`seconds`, `messages`); seconds-valued metrics end in `_seconds`.
+    pub unit: &'static str,
+    /// The `# HELP` text.
+    pub help: &'static str,
+    /// Histogram bucket upper bounds, when the kind is [`MetricKind::Histogram`].
+    pub buckets: &'static [f64],
+}
+
+/// Buckets for chat message delivery latency: 1 ms .. 10 s.
+pub const LATENCY_BUCKETS: &[f64] = &[
+    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+];
+/// Buckets for database queries: 0.5 ms .. 5 s.
+pub const DB_BUCKETS: &[f64] = &[
+    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
+];
+/// Buckets for rendering `/metrics`: 0.5 ms .. 1 s.
+pub const SCRAPE_BUCKETS: &[f64] = &[
+    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0,
+];
+
+/// `dchat_messages_sent_total{channel}`.
+pub const MESSAGES_SENT: MetricInfo = MetricInfo {
+    name: "dchat_messages_sent_total",
+    kind: MetricKind::Counter,
+    labels: &["channel"],
+    unit: "messages",
+    help: "Chat messages sent by this node.",
+    buckets: &[],
+};
+/// `dchat_messages_received_total{channel}`.
+pub const MESSAGES_RECEIVED: MetricInfo = MetricInfo {
+    name: "dchat_messages_received_total",
+    kind: MetricKind::Counter,
+    labels: &["channel"],
+    unit: "messages",
+    help: "Chat messages received by this node.",
+    buckets: &[],
+};
+/// `dchat_message_latency_seconds{channel}`.
+pub const MESSAGE_LATENCY: MetricInfo = MetricInfo {
+    name: "dchat_message_latency_seconds",
+    kind: MetricKind::Histogram,
+    labels: &["channel"],
+    unit: "seconds",
+    help: "End-to-end delivery latency of received chat messages.",
+    buckets: LATENCY_BUCKETS,
+};
+/// `dchat_relay_connections_active{relay}`.
+pub const RELAY_CONNECTIONS: MetricInfo = MetricInfo {
+    name: "dchat_relay_connections_active",
+    kind: MetricKind::UpDownCounter,
+    labels: &["relay"],
+    unit: "connections",
+    help: "Relay connections currently open.",
+    buckets: &[],
+};
+/// `dchat_database_query_duration_seconds{operation}`.
+pub const DB_QUERY_DURATION: MetricInfo = MetricInfo {
+    name: "dchat_database_query_duration_seconds",
+    kind: MetricKind::Histogram,
+    labels: &["operation"],
+    unit: "seconds",
+    help: "Duration of database queries.",
+    buckets: DB_BUCKETS,
+};
+/// `dchat_errors_total{type}`.
+pub const ERRORS: MetricInfo = MetricInfo {
+    name: "dchat_errors_total",
+    kind: MetricKind::Counter,
+    labels: &["type"],
+    unit: "errors",
+    help: "Errors logged at ERROR level, by type.",
+    buckets: &[],
+};
+/// `dchat_error_rate{type}`.
+pub const ERROR_RATE: MetricInfo = MetricInfo {
+    name: "dchat_error_rate",
+    kind: MetricKind::RateGauge,
+    labels: &["type"],
+    unit: "errors per second",
+    help: "Errors per second over the trailing error-rate window, by type.",
+    buckets: &[],
+};
+/// `dchat_telemetry_ready`: 1 when `/ready` would answer 200.
+pub const READY: MetricInfo = MetricInfo {
+    name: "dchat_telemetry_ready",
+    kind: MetricKind::Gauge,
+    labels: &[],
+    unit: "1",
+    help: "1 when every readiness gate is ready and no shutdown has begun, else 0.",
+    buckets: &[],
+};
+/// `dchat_telemetry_health_check_failures_total{check}`.
+pub const HEALTH_CHECK_FAILURES: MetricInfo = MetricInfo {
+    name: "dchat_telemetry_health_check_failures_total",
+    kind: MetricKind::Counter,
+    labels: &["check"],
+    unit: "failures",
+    help: "Liveness checks that failed, panicked or timed out.",
+    buckets: &[],
+};
+/// `dchat_telemetry_label_sets_dropped_total{metric}`.
+pub const LABEL_SETS_DROPPED: MetricInfo = MetricInfo {
+    name: "dchat_telemetry_label_sets_dropped_total",
+    kind: MetricKind::Counter,
+    labels: &["metric"],
+    unit: "label sets",
+    help: "Label sets folded into the overflow series because the metric reached its cardinality limit.",
+    buckets: &[],
+};
+/// `dchat_telemetry_values_dropped_total{metric,reason}`.
+pub const VALUES_DROPPED: MetricInfo = MetricInfo {
+    name: "dchat_telemetry_values_dropped_total",
+    kind: MetricKind::Counter,
+    labels: &["metric", "reason"],
+    unit: "values",
+    help: "Values the layer could not record (NaN, negative for a counter, wrong type, out of range).",
+    buckets: &[],
+};
+/// `dchat_telemetry_scrapes_total`.
+pub const SCRAPES: MetricInfo = MetricInfo {
+    name: "dchat_telemetry_scrapes_total",
+    kind: MetricKind::Counter,
+    labels: &[],
+    unit: "scrapes",
+    help: "Scrapes of /metrics served.",
+    buckets: &[],
+};
+/// `dchat_telemetry_scrape_duration_seconds`.
+pub const SCRAPE_DURATION: MetricInfo = MetricInfo {
+    name: "dchat_telemetry_scrape_duration_seconds",
+    kind: MetricKind::Histogram,
+    labels: &[],
+    unit: "seconds",
+    help: "Time taken to render /metrics.",
+    buckets: SCRAPE_BUCKETS,
+};
+
+/// The whole catalogue, in the order of `tests/data/catalog.tsv`.
+pub const CATALOG: &[MetricInfo] = &[
+    MESSAGES_SENT,
+    MESSAGES_RECEIVED,
+    MESSAGE_LATENCY,
+    RELAY_CONNECTIONS,
+    DB_QUERY_DURATION,
+    ERRORS,
+    ERROR_RATE,
+    READY,
+    HEALTH_CHECK_FAILURES,
+    LABEL_SETS_DROPPED,
+    VALUES_DROPPED,
+    SCRAPES,
+    SCRAPE_DURATION,
+];
+
+/// The catalogue as the tab-separated table kept in `tests/data/catalog.tsv` (header included),
+/// which `monitoring/check` reads.
+#[must_use]
+pub fn catalog_tsv() -> String {
+    let mut out = String::from("# name\ttype\tlabels\tunit\thelp\n");
+    for m in CATALOG {
+        out.push_str(&format!(
+            "{}\t{}\t{}\t{}\t{}\n",
+            m.name,
+            m.kind.prometheus_type(),
+            m.labels.join(","),
+            m.unit,
+            m.help
+        ));
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_follow_prometheus_conventions() {
+        for m in CATALOG {
+            assert!(crate::labels::is_valid_metric_name(m.name), "{}", m.name);
+            assert_eq!(m.kind == MetricKind::Counter, m.name.ends_with("_total"), "{}", m.name);
+            assert_eq!(m.unit == "seconds", m.name.ends_with("_seconds"), "{}", m.name);
+            assert_eq!(m.kind == MetricKind::Histogram, !m.buckets.is_empty(), "{}", m.name);
+            assert!(m.buckets.windows(2).all(|w| w[0] < w[1]), "{}", m.name);
+        }
+    }
+}

@@ -1,0 +1,323 @@
+//! Liveness and readiness, reported in the shape of the IETF health-check draft
+//! (`application/health+json`).
+
+use std::collections::BTreeMap;
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
+
+use serde::Serialize;
+
+use crate::meters::Metric;
+use crate::value::Num;
+
+/// The `Content-Type` of health reports.
+pub const HEALTH_CONTENT_TYPE: &str = "application/health+json";
+
+type CheckFn = dyn Fn() -> Result<(), String> + Send + Sync;
+
+struct Check {
+    name: String,
+    run: Arc<CheckFn>,
+    /// Set while a run is under way: a hung check is not started again.
+    running: Arc<AtomicBool>,
+}
+
+struct Inner {
+    gates: Mutex<Vec<ReadinessGate>>,
+    checks: Mutex<Vec<Check>>,
+    shutting_down: AtomicBool,
+    timeout: Duration,
+    failures: Mutex<Option<Arc<Metric>>>,
+}
+
+/// Liveness checks and readiness gates. Cheap to clone; all clones share state.
+#[derive(Clone)]
+pub struct Health {
+    inner: Arc<Inner>,
+}
+
+impl std::fmt::Debug for Health {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Health").field("ready", &self.is_ready()).finish_non_exhaustive()
+    }
+}
+
+/// A named condition `/ready` waits for, e.g. `database`. Starts not ready.
+#[derive(Debug, Clone)]
+pub struct ReadinessGate {
+    name: Arc<str>,
+    ready: Arc<AtomicBool>,
+}
+
+impl ReadinessGate {
+    /// Marks the gate ready or not ready.
+    pub fn set_ready(&self, ready: bool) {
+        self.ready.store(ready, Ordering::SeqCst);
+    }
+
+    /// Whether the gate is ready.
+    #[must_use]
+    pub fn is_ready(&self) -> bool {
+        self.ready.load(Ordering::SeqCst)
+    }
+
+    /// The gate's name.
+    #[must_use]
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+}
+
+/// `pass`, `warn` or `fail`, as in the health-check draft.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Status {
+    /// Healthy.
+    Pass,
+    /// Healthy, with a concern.
+    Warn,
+    /// Unhealthy.
+    Fail,
+}
+
+/// One check's result.
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct CheckResult {
+    /// Status of this check.
+    pub status: Status,
+    /// `component` for gates, `system` for liveness checks.
+    pub component_type: &'static str,
+    /// Why it failed, when it did.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub output: Option<String>,
+}
+
+/// A health report: overall status plus one entry per check, keyed `name:measurement`.
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Report {
+    /// Overall status: `fail` when any check fails.
+    pub status: Status,
+    /// Human-readable summary.
+    pub description: String,
+    /// Per-check details.
+    pub checks: BTreeMap<String, Vec<CheckResult>>,
+}
+
+impl Report {
+    fn new(kind: &str, checks: BTreeMap<String, Vec<CheckResult>>) -> Self {
+        let failing: Vec<&str> = checks
+            .iter()
+            .filter(|(_, r)| r.iter().any(|c| c.status == Status::Fail))
+            .map(|(k, _)| k.as_str())
+            .collect();
+        let status = if failing.is_empty() { Status::Pass } else { Status::Fail };
+        let description = if failing.is_empty() {
+            format!("{kind}: all checks pass")
+        } else {
+            format!("{kind}: failing: {}", failing.join(", "))
+        };
+        Report { status, description, checks }
+    }
+
+    /// Whether the overall status is `pass` (or `warn`).
+    #[must_use]
+    pub fn is_pass(&self) -> bool {
+        self.status != Status::Fail
+    }
+}
+
+impl Default for Health {
+    fn default() -> Self {
+        Health::new(Duration::from_secs(2))
+    }
+}
+
+impl Health {
+    /// An empty set of checks; liveness checks time out after `timeout`.
+    #[must_use]
+    pub fn new(timeout: Duration) -> Self {
+        Health {
+            inner: Arc::new(Inner {
+                gates: Mutex::new(Vec::new()),
+                checks: Mutex::new(Vec::new()),
+                shutting_down: AtomicBool::new(false),
+                timeout,
+                failures: Mutex::new(None),
+            }),
+        }
+    }
+
+    pub(crate) fn set_failure_metric(&self, metric: Arc<Metric>) {
+        *self.inner.failures.lock().unwrap_or_else(PoisonError::into_inner) = Some(metric);
+    }
+
+    /// The readiness gate `name`, created not ready on first use; the same name gives the same
+    /// gate.
+    pub fn readiness_gate(&self, name: &str) -> ReadinessGate {
+        let mut gates = self.inner.gates.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some(g) = gates.iter().find(|g| &*g.name == name) {
+            return g.clone();
+        }
+        let gate = ReadinessGate { name: name.into(), ready: Arc::new(AtomicBool::new(false)) };
+        gates.push(gate.clone());
+        gate
+    }
+
+    /// Registers a liveness check. It runs on a blocking thread at each `/health` request; a
+    /// check that returns `Err`, panics or takes longer than the timeout fails (and while a hung
+    /// run is still going, the check is not started again and keeps failing).
+    pub fn add_liveness_check<F>(&self, name: &str, check: F)
+    where
+        F: Fn() -> Result<(), String> + Send + Sync + 'static,
+    {
+        let mut checks = self.inner.checks.lock().unwrap_or_else(PoisonError::into_inner);
+        checks.retain(|c| c.name != name);
+        checks.push(Check { name: name.to_owned(), run: Arc::new(check), running: Arc::new(AtomicBool::new(false)) });
+    }
+
+    /// Makes `/ready` fail from now on (shutdown has begun).
+    pub fn begin_shutdown(&self) {
+        self.inner.shutting_down.store(true, Ordering::SeqCst);
+    }
+
+    /// Whether shutdown has begun.
+    #[must_use]
+    pub fn is_shutting_down(&self) -> bool {
+        self.inner.shutting_down.load(Ordering::SeqCst)
+    }
+
+    /// Whether `/ready` answers 200: every gate ready and no shutdown begun.
+    #[must_use]
+    pub fn is_ready(&self) -> bool {
+        !self.is_shutting_down()
+            && self.inner.gates.lock().unwrap_or_else(PoisonError::into_inner).iter().all(ReadinessGate::is_ready)
+    }
+
+    /// The readiness report.
+    #[must_use]
+    pub fn readiness(&self) -> Report {
+        let mut checks = BTreeMap::new();
+        for g in self.inner.gates.lock().unwrap_or_else(PoisonError::into_inner).iter() {
+            let ready = g.is_ready();
+            checks.insert(
+                format!("{}:ready", g.name),
+                vec![CheckResult {
+                    status: if ready { Status::Pass } else { Status::Fail },
+                    component_type: "component",
+                    output: (!ready).then(|| format!("{} is not ready", g.name)),
+                }],
+            );
+        }
+        let shutting = self.is_shutting_down();
+        checks.insert(
+            "shutdown:in-progress".into(),
+            vec![CheckResult {
+                status: if shutting { Status::Fail } else { Status::Pass },
+                component_type: "system",
+                output: shutting.then(|| "shutdown has begun".to_owned()),
+            }],
+        );
+        Report::new("readiness", checks)
+    }
+
+    /// The liveness report: runs every check (each bounded by the timeout).
+    pub async fn liveness(&self) -> Report {
+        let to_run: Vec<(String, Arc<CheckFn>, Arc<AtomicBool>)> = self
+            .inner
+            .checks
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .iter()
+            .map(|c| (c.name.clone(), Arc::clone(&c.run), Arc::clone(&c.running)))
+            .collect();
+        let mut handles = Vec::with_capacity(to_run.len());
+        for (name, run, running) in to_run {
+            if running.swap(true, Ordering::SeqCst) {
+                handles.push((name, None));
+                continue;
+            }
+            let task = tokio::task::spawn_blocking(move || {
+                let r = catch_unwind(AssertUnwindSafe(|| run()));
+                running.store(false, Ordering::SeqCst);
+                r
+            });
+            handles.push((name, Some(task)));
+        }
+        let timeout = self.inner.timeout;
+        let mut checks = BTreeMap::new();
+        for (name, task) in handles {
+            let outcome = match task {
+                None => Err("previous run has not finished (hung)".to_owned()),
+                Some(task) => match tokio::time::timeout(timeout, task).await {
+                    Err(_) => Err(format!("timed out after {timeout:?}")),
+                    Ok(Err(join)) => Err(format!("check task failed: {join}")),
+                    Ok(Ok(Err(_panic))) => Err("check panicked".to_owned()),
+                    Ok(Ok(Ok(r))) => r,
+                },
+            };
+            if outcome.is_err() {
+                let metric = self.inner.failures.lock().unwrap_or_else(PoisonError::into_inner).clone();
+                if let Some(m) = metric {
+                    m.record(&[&name], Num::U64(1));
+                }
+            }
+            checks.insert(
+                format!("{name}:liveness"),
+                vec![CheckResult {
+                    status: if outcome.is_ok() { Status::Pass } else { Status::Fail },
+                    component_type: "system",
+                    output: outcome.err(),
+                }],
+            );
+        }
+        Report::new("liveness", checks)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn gates_and_shutdown_drive_readiness() {
+        let h = Health::default();
+        assert!(h.is_ready(), "no gates: ready");
+        let db = h.readiness_gate("database");
+        assert!(!h.is_ready());
+        let r = h.readiness();
+        assert!(!r.is_pass());
+        assert!(r.description.contains("database:ready"), "{}", r.description);
+        h.readiness_gate("database").set_ready(true);
+        assert!(db.is_ready() && h.is_ready());
+        h.begin_shutdown();
+        assert!(!h.is_ready());
+        assert!(!h.readiness().is_pass());
+    }
+
+    #[tokio::test]
+    async fn failing_panicking_and_hung_checks_fail_alone() {
+        let h = Health::new(Duration::from_millis(200));
+        h.add_liveness_check("ok", || Ok(()));
+        h.add_liveness_check("err", || Err("disk full".into()));
+        h.add_liveness_check("panics", || panic!("boom"));
+        h.add_liveness_check("hangs", || {
+            std::thread::sleep(Duration::from_millis(1500));
+            Ok(())
+        });
+        let r = h.liveness().await;
+        assert!(!r.is_pass());
+        let status = |k: &str| r.checks[k][0].status;
+        assert_eq!(status("ok:liveness"), Status::Pass);
+        assert_eq!(status("err:liveness"), Status::Fail);
+        assert_eq!(status("panics:liveness"), Status::Fail);
+        assert_eq!(status("hangs:liveness"), Status::Fail);
+        assert!(r.checks["hangs:liveness"][0].output.as_deref().unwrap_or("").contains("timed out"));
+        // Still hung: not started again.
+        let r = h.liveness().await;
+        assert!(r.checks["hangs:liveness"][0].output.as_deref().unwrap_or("").contains("hung"));
+    }
+}

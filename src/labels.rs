@@ -1,0 +1,171 @@
+//! Names and label values: validation, sanitising and length caps.
+//!
+//! Label values come from whatever dchat logs, so they are user-controlled strings. They are cut
+//! to [`MAX_LABEL_VALUE_LEN`] bytes (on a character boundary) and control characters other than
+//! `\n` and `\t` become U+FFFD. Quoting and escaping are the Prometheus encoder's job.
+
+use std::fmt;
+
+/// Longest label value kept, in bytes; longer values are cut on a character boundary.
+pub const MAX_LABEL_VALUE_LEN: usize = 128;
+
+/// Whether `name` is a valid Prometheus metric name: `[a-zA-Z_:][a-zA-Z0-9_:]*`.
+#[must_use]
+pub fn is_valid_metric_name(name: &str) -> bool {
+    let mut chars = name.chars();
+    match chars.next() {
+        Some(c) if c.is_ascii_alphabetic() || c == '_' || c == ':' => {}
+        _ => return false,
+    }
+    chars.all(|c| c.is_ascii_alphanumeric() || c == '_' || c == ':')
+}
+
+/// Whether `name` is a valid Prometheus label name (`[a-zA-Z_][a-zA-Z0-9_]*`) that is not
+/// reserved (`__` prefix, `le`, `quantile`).
+#[must_use]
+pub fn is_valid_label_name(name: &str) -> bool {
+    let mut chars = name.chars();
+    match chars.next() {
+        Some(c) if c.is_ascii_alphabetic() || c == '_' => {}
+        _ => return false,
+    }
+    chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
+        && !name.starts_with("__")
+        && name != "le"
+        && name != "quantile"
+}
+
+/// Turns any string into a valid Prometheus metric name: every character outside
+/// `[a-zA-Z0-9_:]` becomes `_`, a leading digit gets a `_` prefix, an empty name becomes `_`.
+/// Non-ASCII letters are replaced too (the exporter's own sanitiser would let them through).
+#[must_use]
+pub fn sanitize_metric_name(name: &str) -> String {
+    let mut out = String::with_capacity(name.len() + 1);
+    for (i, c) in name.chars().enumerate() {
+        if i == 0 && c.is_ascii_digit() {
+            out.push('_');
+        }
+        out.push(if c.is_ascii_alphanumeric() || c == '_' || c == ':' { c } else { '_' });
+    }
+    if out.is_empty() {
+        out.push('_');
+    }
+    out
+}
+
+/// Turns any string into a valid, non-reserved label name (like [`sanitize_metric_name`], without
+/// `:`; a reserved result gets a `label_` prefix).
+#[must_use]
+pub fn sanitize_label_name(name: &str) -> String {
+    let mut out = sanitize_metric_name(name).replace(':', "_");
+    if !is_valid_label_name(&out) {
+        out.insert_str(0, "label_");
+    }
+    out
+}
+
+/// Appends `value` to `out`, sanitised: control characters other than `\n`/`\t` become U+FFFD and
+/// the appended part stops before it would pass `cap` bytes (on a character boundary). Returns
+/// `false` when something was cut.
+pub fn push_sanitized(out: &mut String, value: &str, cap: usize) -> bool {
+    let start = out.len();
+    for c in value.chars() {
+        let c = if c.is_control() && c != '\n' && c != '\t' { '\u{FFFD}' } else { c };
+        if out.len() - start + c.len_utf8() > cap {
+            return false;
+        }
+        out.push(c);
+    }
+    true
+}
+
+/// A `fmt::Write` sink that appends sanitised text to a `String` and stops (with `fmt::Error`)
+/// once the cap is reached, so a huge `Debug` value is never formatted in full.
+pub(crate) struct CappedWriter<'a> {
+    out: &'a mut String,
+    start: usize,
+    cap: usize,
+}
+
+impl<'a> CappedWriter<'a> {
+    pub(crate) fn new(out: &'a mut String, cap: usize) -> Self {
+        let start = out.len();
+        CappedWriter { out, start, cap }
+    }
+}
+
+impl fmt::Write for CappedWriter<'_> {
+    fn write_str(&mut self, s: &str) -> fmt::Result {
+        let used = self.out.len() - self.start;
+        if push_sanitized(self.out, s, self.cap.saturating_sub(used)) {
+            Ok(())
+        } else {
+            Err(fmt::Error)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+    use std::fmt::Write as _;
+
+    #[test]
+    fn names() {
+        assert!(is_valid_metric_name("dchat_errors_total"));
+        assert!(!is_valid_metric_name("1abc"));
+        assert!(!is_valid_metric_name("a.b"));
+        assert_eq!(sanitize_metric_name("a.b-c"), "a_b_c");
+        assert_eq!(sanitize_metric_name("9lives"), "_9lives");
+        assert_eq!(sanitize_metric_name("größe"), "gr__e");
+        assert_eq!(sanitize_metric_name(""), "_");
+        assert_eq!(sanitize_label_name("le"), "label_le");
+        assert_eq!(sanitize_label_name("__x"), "label___x");
+        assert_eq!(sanitize_label_name("db.operation"), "db_operation");
+    }
+
+    #[test]
+    fn values_are_capped_on_char_boundaries() {
+        let mut s = String::new();
+        assert!(!push_sanitized(&mut s, &"é".repeat(100), 5));
+        assert_eq!(s, "éé");
+        let mut s = String::new();
+        assert!(push_sanitized(&mut s, "a\u{0}b\nc", 64));
+        assert_eq!(s, "a\u{FFFD}b\nc");
+    }
+
+    #[test]
+    fn capped_writer_stops_early() {
+        let mut s = String::new();
+        let r = write!(CappedWriter::new(&mut s, 4), "{}", "x".repeat(1 << 20));
+        assert!(r.is_err());
+        assert_eq!(s, "xxxx");
+    }
+
+    proptest! {
+        #[test]
+        fn sanitized_metric_names_are_valid(name in any::<String>()) {
+            let s = sanitize_metric_name(&name);
+            prop_assert!(is_valid_metric_name(&s), "{:?} -> {:?}", name, s);
+            if is_valid_metric_name(&name) {
+                prop_assert_eq!(s, name);
+            }
+        }
+
+        #[test]
+        fn sanitized_label_names_are_valid(name in any::<String>()) {
+            let s = sanitize_label_name(&name);
+            prop_assert!(is_valid_label_name(&s), "{:?} -> {:?}", name, s);
+        }
+
+        #[test]
+        fn sanitized_values_are_bounded_and_clean(value in any::<String>(), cap in 0usize..300) {
+            let mut s = String::new();
+            let whole = push_sanitized(&mut s, &value, cap);
+            prop_assert!(s.len() <= cap);
+            prop_assert!(s.chars().all(|c| !c.is_control() || c == '\n' || c == '\t'));
+            prop_assert_eq!(whole, s.chars().count() == value.chars().count());
+        }
+    }
+}

@@ -1,0 +1,505 @@
+//! Per-callsite plans: what a span or event of one callsite feeds, worked out once when the
+//! callsite registers, and found again per event with a lock-free lookup.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, OnceLock, PoisonError, RwLock};
+
+use tracing_core::Metadata;
+
+use crate::catalog::MetricKind;
+use crate::labels::{push_sanitized, sanitize_label_name, sanitize_metric_name, MAX_LABEL_VALUE_LEN};
+use crate::meters::{integral_counter, Meters, Metric, Series};
+use crate::rules::{LabelSource, Measure, MetricDef, Rule, Rules};
+
+/// No capture slot / no label-field id.
+pub(crate) const NONE: u8 = u8::MAX;
+/// Fields captured per span or event; further fields are ignored.
+pub(crate) const MAX_CAPTURES: usize = 16;
+/// Labels per metric handled on the allocation-free path.
+pub(crate) const MAX_LABELS: usize = 8;
+
+/// The default buckets tracing-opentelemetry's `histogram.` fields get (the SDK's defaults).
+const PREFIX_BUCKETS: &[f64] =
+    &[0.0, 5.0, 10.0, 25.0, 50.0, 75.0, 100.0, 250.0, 500.0, 750.0, 1000.0, 2500.0, 5000.0, 7500.0, 10000.0];
+
+/// How a captured field is used.
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct SlotUse {
+    /// Kept as a (sanitised) string: it feeds a label.
+    pub(crate) label: bool,
+    /// Kept as a number: it feeds a value.
+    pub(crate) value: bool,
+    /// For spans: the label-field id under which the span keeps it for inheritance.
+    pub(crate) field_id: u8,
+}
+
+/// Where an action's value comes from.
+#[derive(Debug)]
+pub(crate) enum ValuePlan {
+    One,
+    Fields { sources: Box<[(u8, f64)]>, default: Option<f64> },
+    SpanDuration,
+    SpanActive,
+}
+
+/// Where one label's value comes from.
+#[derive(Debug)]
+pub(crate) struct LabelPlan {
+    /// Capture slots of the callsite's own fields, in order of preference.
+    pub(crate) own: Box<[u8]>,
+    /// Label-field ids to look for in enclosing spans, in order of preference.
+    pub(crate) inherit: Box<[u8]>,
+    /// Used when no field yields a value: the target, a fixed value or `unknown`.
+    pub(crate) fallback: Box<str>,
+}
+
+/// One metric update a callsite makes.
+#[derive(Debug)]
+pub(crate) struct Action {
+    pub(crate) metric: Arc<Metric>,
+    pub(crate) set: u32,
+    pub(crate) value: ValuePlan,
+    pub(crate) labels: Box<[LabelPlan]>,
+    /// The field names an instrument that exists with another kind: count, do not record.
+    pub(crate) conflict: bool,
+    pub(crate) cache: SeriesCache,
+}
+
+/// Everything a callsite does.
+#[derive(Debug)]
+pub(crate) struct Plan {
+    /// Field index -> capture slot ([`NONE`] when not captured).
+    pub(crate) slot_of_field: Box<[u8]>,
+    pub(crate) slots: Box<[SlotUse]>,
+    pub(crate) actions: Box<[Action]>,
+    /// Whether any label may come from an enclosing span.
+    pub(crate) inherits: bool,
+    /// Spans: whether the span keeps fields for its own labels or its children's.
+    pub(crate) stores_fields: bool,
+}
+
+impl Plan {
+    /// Whether this callsite does anything at all.
+    pub(crate) fn is_active(&self) -> bool {
+        !self.actions.is_empty() || self.stores_fields
+    }
+}
+
+/// A handful of series an action has used, found with atomic loads only (no lock), so that
+/// the common case — a callsite that keeps hitting a few label sets — never touches the
+/// metric's shared table.
+#[derive(Debug, Default)]
+pub(crate) struct SeriesCache {
+    slots: [CacheSlot; 4],
+}
+
+#[derive(Debug, Default)]
+struct CacheSlot {
+    hash: AtomicU64,
+    series: OnceLock<Arc<Series>>,
+}
+
+impl SeriesCache {
+    pub(crate) fn get(&self, hash: u64, set: u32, values: &[&str]) -> Option<&Arc<Series>> {
+        for slot in &self.slots {
+            let h = slot.hash.load(Ordering::Acquire);
+            if h == 0 {
+                return None;
+            }
+            if h == hash {
+                if let Some(s) = slot.series.get() {
+                    if s.key_eq(set, values) {
+                        return Some(s);
+                    }
+                }
+            }
+        }
+        None
+    }
+
+    pub(crate) fn put(&self, series: &Arc<Series>) {
+        let hash = series.hash();
+        if hash == 0 {
+            return;
+        }
+        for slot in &self.slots {
+            if slot.series.set(Arc::clone(series)).is_ok() {
+                slot.hash.store(hash, Ordering::Release);
+                return;
+            }
+        }
+    }
+}
+
+/// Compiled rules: every metric resolved, every label field numbered.
+pub(crate) struct Compiled {
+    pub(crate) rules: Vec<(Rule, Arc<Metric>)>,
+    /// Field names that can feed labels; their index is the label-field id.
+    pub(crate) label_fields: Vec<String>,
+    pub(crate) prefix_fields: bool,
+    pub(crate) prefix_labels: Vec<String>,
+    pub(crate) meters: Arc<Meters>,
+}
+
+impl std::fmt::Debug for Compiled {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Compiled").field("rules", &self.rules.len()).finish_non_exhaustive()
+    }
+}
+
+impl Compiled {
+    pub(crate) fn new(rules: &Rules, meters: Arc<Meters>) -> Result<Self, crate::Error> {
+        rules.validate()?;
+        let mut compiled = Vec::with_capacity(rules.rules.len());
+        for rule in &rules.rules {
+            let measures: Vec<&Measure> = rules
+                .rules
+                .iter()
+                .filter(|r| r.metric.name == rule.metric.name)
+                .map(|r| &r.measure)
+                .collect();
+            let metric = meters
+                .get_or_create(&rule.metric, integral_counter(&rule.metric, &measures))
+                .ok_or_else(|| crate::Error::InvalidRule {
+                    metric: rule.metric.name.clone(),
+                    reason: "a built-in metric of another kind has this name".into(),
+                })?;
+            compiled.push((rule.clone(), metric));
+        }
+        let mut label_fields = rules.label_fields();
+        label_fields.truncate(NONE as usize);
+        Ok(Compiled {
+            rules: compiled,
+            label_fields,
+            prefix_fields: rules.prefix_fields,
+            prefix_labels: rules.prefix_labels.clone(),
+            meters,
+        })
+    }
+
+    fn field_id(&self, name: &str) -> u8 {
+        // `label_fields` is truncated to fewer than 255 entries, so the index fits.
+        self.label_fields.iter().position(|f| f == name).map_or(NONE, |i| i as u8)
+    }
+
+    /// Works out the plan for one callsite.
+    pub(crate) fn plan(&self, meta: &'static Metadata<'static>) -> Plan {
+        let mut b = PlanBuilder {
+            meta,
+            slot_of_field: vec![NONE; meta.fields().len()].into_boxed_slice(),
+            slots: Vec::new(),
+        };
+        if meta.is_span() {
+            for field in meta.fields().iter() {
+                let id = self.field_id(field.name());
+                if id != NONE {
+                    if let Some(slot) = b.slot(field.name()) {
+                        b.slots[slot as usize].label = true;
+                        b.slots[slot as usize].field_id = id;
+                    }
+                }
+            }
+        }
+        let mut actions = Vec::new();
+        for (rule, metric) in &self.rules {
+            if !rule.matches(meta) {
+                continue;
+            }
+            let value = match &rule.measure {
+                Measure::One => ValuePlan::One,
+                Measure::SpanDuration => ValuePlan::SpanDuration,
+                Measure::SpanActive => ValuePlan::SpanActive,
+                Measure::Fields { sources, default } => {
+                    let sources: Box<[(u8, f64)]> = sources
+                        .iter()
+                        .filter_map(|(name, scale)| {
+                            let slot = b.slot(name)?;
+                            b.slots[slot as usize].value = true;
+                            Some((slot, *scale))
+                        })
+                        .collect();
+                    if sources.is_empty() && default.is_none() {
+                        continue; // this callsite never carries the value
+                    }
+                    ValuePlan::Fields { sources, default: *default }
+                }
+            };
+            let labels = rule
+                .labels
+                .iter()
+                .map(|(_, sources)| self.label_plan(&mut b, sources))
+                .collect();
+            actions.push(Action {
+                metric: Arc::clone(metric),
+                set: 0,
+                value,
+                labels,
+                conflict: false,
+                cache: SeriesCache::default(),
+            });
+        }
+        if self.prefix_fields && meta.is_event() {
+            self.prefix_actions(&mut b, &mut actions);
+        }
+        let inherits = actions.iter().any(|a| a.labels.iter().any(|l| !l.inherit.is_empty()));
+        let stores_fields = meta.is_span() && b.slots.iter().any(|s| s.field_id != NONE);
+        Plan {
+            slot_of_field: b.slot_of_field,
+            slots: b.slots.into_boxed_slice(),
+            actions: actions.into_boxed_slice(),
+            inherits,
+            stores_fields,
+        }
+    }
+
+    fn label_plan(&self, b: &mut PlanBuilder, sources: &[LabelSource]) -> LabelPlan {
+        let mut own = Vec::new();
+        let mut inherit = Vec::new();
+        let mut fallback = None;
+        for source in sources {
+            match source {
+                LabelSource::Field(name) => {
+                    if let Some(slot) = b.slot(name) {
+                        b.slots[slot as usize].label = true;
+                        own.push(slot);
+                    }
+                    let id = self.field_id(name);
+                    if id != NONE {
+                        inherit.push(id);
+                    }
+                }
+                LabelSource::Target => {
+                    fallback.get_or_insert_with(|| sanitized(b.meta.target()));
+                }
+                LabelSource::Fixed(v) => {
+                    fallback.get_or_insert_with(|| sanitized(v));
+                }
+            }
+        }
+        LabelPlan {
+            own: own.into_boxed_slice(),
+            inherit: inherit.into_boxed_slice(),
+            fallback: fallback.unwrap_or_else(|| "unknown".into()),
+        }
+    }
+
+    /// tracing-opentelemetry's convention: `monotonic_counter.x`, `counter.x`, `histogram.x`,
+    /// `gauge.x` fields feed instruments named `x`; allow-listed fields of the event are labels.
+    fn prefix_actions(&self, b: &mut PlanBuilder, actions: &mut Vec<Action>) {
+        let meta = b.meta;
+        let label_fields: Vec<&'static str> = meta
+            .fields()
+            .iter()
+            .map(|f| f.name())
+            .filter(|n| self.prefix_labels.iter().any(|l| l == n))
+            .collect();
+        for field in meta.fields().iter() {
+            let name = field.name();
+            let (kind, base) = if let Some(b) = name.strip_prefix("monotonic_counter.") {
+                (MetricKind::Counter, b)
+            } else if let Some(b) = name.strip_prefix("counter.") {
+                (MetricKind::UpDownCounter, b)
+            } else if let Some(b) = name.strip_prefix("histogram.") {
+                (MetricKind::Histogram, b)
+            } else if let Some(b) = name.strip_prefix("gauge.") {
+                (MetricKind::Gauge, b)
+            } else {
+                continue;
+            };
+            let Some(slot) = b.slot(name) else { continue };
+            b.slots[slot as usize].value = true;
+            let base = sanitize_metric_name(base);
+            let base = base.strip_suffix("_total").unwrap_or(&base);
+            let metric_name = if kind == MetricKind::Counter { format!("{base}_total") } else { base.to_owned() };
+            let label_names: Vec<String> = label_fields.iter().map(|f| sanitize_label_name(f)).collect();
+            let def = MetricDef {
+                name: metric_name.clone(),
+                kind,
+                unit: String::new(),
+                help: format!("Recorded from the tracing field `{}`.", name.escape_default()),
+                buckets: if kind == MetricKind::Histogram { PREFIX_BUCKETS.to_vec() } else { Vec::new() },
+                label_names: label_names.clone(),
+            };
+            let (metric, conflict) = match self.meters.get_or_create(&def, false) {
+                Some(m) => (m, false),
+                None => match self.meters.get(&metric_name) {
+                    Some(m) => (m, true),
+                    None => continue,
+                },
+            };
+            let labels = label_fields
+                .iter()
+                .map(|f| {
+                    let slot = b.slot(f).unwrap_or(NONE);
+                    if slot != NONE {
+                        b.slots[slot as usize].label = true;
+                    }
+                    LabelPlan {
+                        own: if slot == NONE { Box::new([]) } else { Box::new([slot]) },
+                        inherit: Box::new([]),
+                        fallback: "unknown".into(),
+                    }
+                })
+                .collect();
+            let set = metric.label_set_id(&label_names);
+            actions.push(Action {
+                metric,
+                set,
+                value: ValuePlan::Fields { sources: Box::new([(slot, 1.0)]), default: None },
+                labels,
+                conflict,
+                cache: SeriesCache::default(),
+            });
+        }
+    }
+}
+
+fn sanitized(v: &str) -> Box<str> {
+    let mut s = String::new();
+    push_sanitized(&mut s, v, MAX_LABEL_VALUE_LEN);
+    s.into_boxed_str()
+}
+
+struct PlanBuilder {
+    meta: &'static Metadata<'static>,
+    slot_of_field: Box<[u8]>,
+    slots: Vec<SlotUse>,
+}
+
+impl PlanBuilder {
+    /// The capture slot of the callsite's field `name`, allotted on first use; `None` when the
+    /// callsite has no such field or all slots are taken.
+    fn slot(&mut self, name: &str) -> Option<u8> {
+        let field = self.meta.fields().field(name)?;
+        let idx = field.index();
+        if self.slot_of_field[idx] == NONE {
+            if self.slots.len() >= MAX_CAPTURES {
+                return None;
+            }
+            self.slot_of_field[idx] = self.slots.len() as u8;
+            self.slots.push(SlotUse { field_id: NONE, ..SlotUse::default() });
+        }
+        Some(self.slot_of_field[idx])
+    }
+}
+
+/// A plan found in the [`PlanTable`]: borrowed from the lock-free slots, or shared from the
+/// (rarely used) overflow map.
+pub(crate) enum PlanRef<'a> {
+    Slot(&'a Plan),
+    Shared(Arc<Plan>),
+}
+
+impl std::ops::Deref for PlanRef<'_> {
+    type Target = Plan;
+    fn deref(&self) -> &Plan {
+        match self {
+            PlanRef::Slot(p) => p,
+            PlanRef::Shared(p) => p,
+        }
+    }
+}
+
+/// Plans by callsite, found without a lock: an open-addressing table keyed by the address of
+/// the callsite's `'static` metadata. Plans are only added (in `register_callsite`), never
+/// removed; past half the table's capacity new plans go to a locked overflow map.
+pub(crate) struct PlanTable {
+    slots: Box<[PlanSlot]>,
+    used: Mutex<usize>,
+    has_overflow: AtomicBool,
+    overflow: RwLock<HashMap<usize, Arc<Plan>>>,
+}
+
+#[derive(Default)]
+struct PlanSlot {
+    key: AtomicUsize,
+    plan: OnceLock<Arc<Plan>>,
+}
+
+const PLAN_SLOTS: usize = 4096;
+
+impl std::fmt::Debug for PlanTable {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PlanTable").finish_non_exhaustive()
+    }
+}
+
+fn key_of(meta: &Metadata<'_>) -> usize {
+    std::ptr::from_ref(meta) as usize
+}
+
+fn home(key: usize) -> usize {
+    // Fibonacci hashing of the address; the table size is a power of two.
+    (key.wrapping_mul(0x9E37_79B9_7F4A_7C15_u64 as usize) >> 20) & (PLAN_SLOTS - 1)
+}
+
+impl PlanTable {
+    pub(crate) fn new() -> Self {
+        PlanTable {
+            slots: (0..PLAN_SLOTS).map(|_| PlanSlot::default()).collect(),
+            used: Mutex::new(0),
+            has_overflow: AtomicBool::new(false),
+            overflow: RwLock::new(HashMap::new()),
+        }
+    }
+
+    /// The plan of an active callsite; `None` for callsites that do nothing.
+    #[inline]
+    pub(crate) fn get(&self, meta: &Metadata<'_>) -> Option<PlanRef<'_>> {
+        let key = key_of(meta);
+        let mut i = home(key);
+        loop {
+            let slot = &self.slots[i];
+            let k = slot.key.load(Ordering::Acquire);
+            if k == key {
+                return slot.plan.get().map(|p| PlanRef::Slot(p));
+            }
+            if k == 0 {
+                break;
+            }
+            i = (i + 1) & (PLAN_SLOTS - 1);
+        }
+        if self.has_overflow.load(Ordering::Acquire) {
+            return self.get_overflow(key);
+        }
+        None
+    }
+
+    #[cold]
+    fn get_overflow(&self, key: usize) -> Option<PlanRef<'_>> {
+        let map = self.overflow.read().unwrap_or_else(PoisonError::into_inner);
+        map.get(&key).map(|p| PlanRef::Shared(Arc::clone(p)))
+    }
+
+    /// Adds the plan of an active callsite (idempotent: a re-registered callsite keeps its
+    /// first plan).
+    pub(crate) fn insert(&self, meta: &'static Metadata<'static>, plan: Plan) {
+        let key = key_of(meta);
+        let mut used = self.used.lock().unwrap_or_else(PoisonError::into_inner);
+        if *used < PLAN_SLOTS / 2 {
+            let mut i = home(key);
+            loop {
+                let slot = &self.slots[i];
+                let k = slot.key.load(Ordering::Acquire);
+                if k == key {
+                    return;
+                }
+                if k == 0 {
+                    // Only this (locked) writer sets plans, so the slot is free.
+                    let _ = slot.plan.set(Arc::new(plan));
+                    slot.key.store(key, Ordering::Release);
+                    *used += 1;
+                    return;
+                }
+                i = (i + 1) & (PLAN_SLOTS - 1);
+            }
+        }
+        if self.get(meta).is_some() {
+            return;
+        }
+        let mut map = self.overflow.write().unwrap_or_else(PoisonError::into_inner);
+        map.entry(key).or_insert_with(|| Arc::new(plan));
+        self.has_overflow.store(true, Ordering::Release);
+    }
+}

@@ -1,0 +1,286 @@
+//! The `tracing_subscriber::Layer` that turns spans and events into metrics.
+//!
+//! The layer comes wrapped in a per-layer filter ([`CallsiteFilter`]): callsites that no rule
+//! matches get `Interest::never` *for this layer only*, so they cost this layer nothing and other
+//! layers (a `fmt` layer, say) still see them.
+
+mod callsite;
+mod span;
+mod visit;
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use tracing_core::span::{Attributes, Id, Record};
+use tracing_core::subscriber::Interest;
+use tracing_core::{Event, Metadata, Subscriber};
+use tracing_subscriber::layer::{Context, Filter, Layer};
+use tracing_subscriber::registry::{LookupSpan, Scope};
+
+pub(crate) use callsite::Compiled;
+use callsite::{Action, LabelPlan, Plan, PlanTable, ValuePlan, MAX_LABELS};
+use span::{InlineFields, SpanState, SpanTable, SPAN_ACTIVE};
+use visit::{with_scratch, Scratch, Visitor};
+
+use crate::value::Num;
+
+/// State shared by the layer and its filter.
+#[derive(Debug)]
+pub(crate) struct Shared {
+    compiled: Compiled,
+    plans: PlanTable,
+    spans: SpanTable,
+}
+
+impl Shared {
+    pub(crate) fn new(compiled: Compiled) -> Arc<Self> {
+        Arc::new(Shared { compiled, plans: PlanTable::new(), spans: SpanTable::new() })
+    }
+
+    /// Works out and caches the plan of a callsite; whether the layer wants it at all.
+    fn register(&self, meta: &'static Metadata<'static>) -> bool {
+        if self.plans.get(meta).is_some() {
+            return true;
+        }
+        let plan = self.compiled.plan(meta);
+        if !plan.is_active() {
+            return false;
+        }
+        self.plans.insert(meta, plan);
+        true
+    }
+}
+
+/// The metrics layer. Get one from [`Telemetry::layer`](crate::Telemetry::layer), which wraps it
+/// in its [`CallsiteFilter`].
+#[derive(Debug, Clone)]
+pub struct MetricsLayer {
+    shared: Arc<Shared>,
+}
+
+/// The per-layer filter of [`MetricsLayer`]: computes each callsite's plan once, in
+/// `callsite_enabled`, and enables only the callsites that have one.
+#[derive(Debug, Clone)]
+pub struct CallsiteFilter {
+    shared: Arc<Shared>,
+}
+
+impl MetricsLayer {
+    pub(crate) fn new(shared: Arc<Shared>) -> (Self, CallsiteFilter) {
+        (MetricsLayer { shared: Arc::clone(&shared) }, CallsiteFilter { shared })
+    }
+}
+
+impl<S> Filter<S> for CallsiteFilter {
+    fn enabled(&self, meta: &Metadata<'_>, _cx: &Context<'_, S>) -> bool {
+        self.shared.plans.get(meta).is_some()
+    }
+
+    fn callsite_enabled(&self, meta: &'static Metadata<'static>) -> Interest {
+        if self.shared.register(meta) {
+            Interest::always()
+        } else {
+            Interest::never()
+        }
+    }
+}
+
+impl<S> Layer<S> for MetricsLayer
+where
+    S: Subscriber + for<'a> LookupSpan<'a>,
+{
+    fn on_event(&self, event: &Event<'_>, ctx: Context<'_, S>) {
+        let Some(plan) = self.shared.plans.get(event.metadata()) else { return };
+        if plan.actions.is_empty() {
+            return;
+        }
+        with_scratch(|scratch| {
+            event.record(&mut Visitor { plan: &plan, scratch });
+            if plan.inherits {
+                self.collect_fields(None, ctx.event_scope(event), scratch);
+            }
+            for action in plan.actions.iter() {
+                apply(action, scratch, || 0.0);
+            }
+        });
+    }
+
+    fn on_new_span(&self, attrs: &Attributes<'_>, id: &Id, ctx: Context<'_, S>) {
+        let Some(plan) = self.shared.plans.get(attrs.metadata()) else { return };
+        with_scratch(|scratch| {
+            attrs.record(&mut Visitor { plan: &plan, scratch });
+            let mut state = SpanState {
+                start: Instant::now(),
+                fields: InlineFields::default(),
+                active: Default::default(),
+            };
+            store_fields(&plan, scratch, &mut state.fields);
+            if plan.actions.iter().any(|a| matches!(a.value, ValuePlan::SpanActive)) {
+                scratch.clear();
+                let parents = ctx.span(id).and_then(|s| s.parent()).map(|p| p.scope());
+                self.collect_fields(Some(&state.fields), parents, scratch);
+                let mut k = 0;
+                for action in plan.actions.iter().filter(|a| matches!(a.value, ValuePlan::SpanActive)) {
+                    if k < SPAN_ACTIVE {
+                        state.active[k] = apply(action, scratch, || 0.0);
+                        k += 1;
+                    }
+                }
+            }
+            self.shared.spans.shard(id.into_u64()).insert(id.into_u64(), state);
+        });
+    }
+
+    fn on_record(&self, id: &Id, values: &Record<'_>, ctx: Context<'_, S>) {
+        let Some(span) = ctx.span(id) else { return };
+        let Some(plan) = self.shared.plans.get(span.metadata()) else { return };
+        if !plan.stores_fields {
+            return;
+        }
+        with_scratch(|scratch| {
+            values.record(&mut Visitor { plan: &plan, scratch });
+            let mut shard = self.shared.spans.shard(id.into_u64());
+            if let Some(state) = shard.get_mut(&id.into_u64()) {
+                store_fields(&plan, scratch, &mut state.fields);
+            }
+        });
+    }
+
+    fn on_close(&self, id: Id, ctx: Context<'_, S>) {
+        let removed = self.shared.spans.shard(id.into_u64()).remove(&id.into_u64());
+        let Some(state) = removed else { return };
+        for series in state.active.iter().flatten() {
+            // The series took +1 when the span opened; -1 cannot fail for an up-down counter.
+            let _ = series.record(Num::I64(-1));
+        }
+        let Some(span) = ctx.span(&id) else { return };
+        let Some(plan) = self.shared.plans.get(span.metadata()) else { return };
+        let on_close = |a: &&Action| !matches!(a.value, ValuePlan::SpanActive);
+        if !plan.actions.iter().any(|a| on_close(&a)) {
+            return;
+        }
+        let seconds = state.start.elapsed().as_secs_f64();
+        with_scratch(|scratch| {
+            let parents = span.parent().map(|p| p.scope());
+            self.collect_fields(Some(&state.fields), parents, scratch);
+            for action in plan.actions.iter().filter(on_close) {
+                apply(action, scratch, || seconds);
+            }
+        });
+    }
+}
+
+impl MetricsLayer {
+    /// Copies label fields kept by `own` (depth 0) and then by each span of `scope`, nearest
+    /// first, into `scratch.inherited`.
+    fn collect_fields<S>(&self, own: Option<&InlineFields>, scope: Option<Scope<'_, S>>, scratch: &mut Scratch)
+    where
+        S: Subscriber + for<'a> LookupSpan<'a>,
+    {
+        let fields = self.shared.compiled.label_fields.len().min(u8::MAX as usize) as u8;
+        let copy = |f: &InlineFields, scratch: &mut Scratch| {
+            for fid in 0..fields {
+                if let Some(v) = f.get(fid) {
+                    let r = scratch.push(v);
+                    scratch.inherited.push((fid, r.0, r.1));
+                }
+            }
+        };
+        if let Some(own) = own {
+            copy(own, scratch);
+        }
+        for span in scope.into_iter().flatten() {
+            let id = span.id().into_u64();
+            let shard = self.shared.spans.shard(id);
+            if let Some(state) = shard.get(&id) {
+                copy(&state.fields, scratch);
+            }
+        }
+    }
+}
+
+/// Keeps the label fields a span's plan marks for storing.
+fn store_fields(plan: &Plan, scratch: &Scratch, fields: &mut InlineFields) {
+    for (slot, usage) in plan.slots.iter().enumerate() {
+        if usage.field_id != callsite::NONE {
+            if let Some(r) = scratch.label[slot] {
+                fields.set(usage.field_id, scratch.str(r));
+            }
+        }
+    }
+}
+
+/// Resolves one label: the callsite's own fields, then kept span fields (nearest span first, in
+/// source order within a span), then the fallback.
+fn label<'s>(plan: &'s LabelPlan, scratch: &'s Scratch) -> &'s str {
+    for &slot in plan.own.iter() {
+        if let Some(r) = scratch.label[slot as usize] {
+            return scratch.str(r);
+        }
+    }
+    // Entries are in depth order; within the first depth that has any source, prefer the
+    // earlier source.
+    let mut best: Option<(usize, (u32, u32))> = None;
+    for &(fid, s, e) in &scratch.inherited {
+        if let Some(rank) = plan.inherit.iter().position(|&x| x == fid) {
+            match best {
+                Some((b, _)) if b <= rank => {}
+                _ => best = Some((rank, (s, e))),
+            }
+            if rank == 0 {
+                break;
+            }
+        }
+    }
+    match best {
+        Some((_, r)) => scratch.str(r),
+        None => &plan.fallback,
+    }
+}
+
+/// Applies one action; returns the series it recorded into (span open gauges keep it).
+fn apply(action: &Action, scratch: &Scratch, span_seconds: impl Fn() -> f64) -> Option<Arc<crate::meters::Series>> {
+    if action.conflict {
+        action.metric.dropped(crate::value::DropReason::KindConflict);
+        return None;
+    }
+    let value = match &action.value {
+        ValuePlan::One => Num::U64(1),
+        ValuePlan::SpanActive => Num::I64(1),
+        ValuePlan::SpanDuration => Num::F64(span_seconds()),
+        ValuePlan::Fields { sources, default } => {
+            match sources.iter().find_map(|&(slot, scale)| Some((scratch.num[slot as usize]?, scale))) {
+                Some((Ok(n), scale)) => n.scaled(scale),
+                Some((Err(reason), _)) => {
+                    action.metric.dropped(reason);
+                    return None;
+                }
+                None => match default {
+                    Some(d) if d.fract() == 0.0 && *d >= 0.0 && *d < 9.0e15 => Num::U64(*d as u64),
+                    Some(d) => Num::F64(*d),
+                    None => return None,
+                },
+            }
+        }
+    };
+    let mut values = [""; MAX_LABELS];
+    let n = action.labels.len().min(MAX_LABELS);
+    for (v, plan) in values.iter_mut().zip(action.labels.iter()) {
+        *v = label(plan, scratch);
+    }
+    let values = &values[..n];
+    let metric = &action.metric;
+    let hash = metric.hash_values(action.set, values);
+    let fetched;
+    let series = match action.cache.get(hash, action.set, values) {
+        Some(s) => s,
+        None => {
+            fetched = metric.series(hash, action.set, values);
+            action.cache.put(&fetched);
+            &fetched
+        }
+    };
+    metric.record_into(series, value);
+    // Only open-span gauges keep the series (to take it back down on close).
+    matches!(action.value, ValuePlan::SpanActive).then(|| Arc::clone(series))
+}

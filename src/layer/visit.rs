@@ -1,0 +1,178 @@
+//! The field visitor: copies the fields a plan uses into a reusable per-thread scratch buffer,
+//! by field index (no name matching per event), without allocating once the buffer has grown.
+
+use std::cell::RefCell;
+use std::fmt::{self, Write as _};
+
+use tracing_core::field::{Field, Visit};
+
+use super::callsite::{Plan, MAX_CAPTURES, NONE};
+use crate::labels::{push_sanitized, CappedWriter, MAX_LABEL_VALUE_LEN};
+use crate::value::{DropReason, Num};
+
+/// What one span or event's fields gave, by capture slot. Label strings live in `buf`.
+#[derive(Debug)]
+pub(crate) struct Scratch {
+    pub(crate) buf: String,
+    pub(crate) label: [Option<(u32, u32)>; MAX_CAPTURES],
+    pub(crate) num: [Option<Result<Num, DropReason>>; MAX_CAPTURES],
+    /// Values found in enclosing spans: `(label-field id, range in buf)`.
+    pub(crate) inherited: Vec<(u8, u32, u32)>,
+}
+
+impl Scratch {
+    fn new() -> Self {
+        Scratch {
+            buf: String::with_capacity(1024),
+            label: [None; MAX_CAPTURES],
+            num: [None; MAX_CAPTURES],
+            inherited: Vec::with_capacity(8),
+        }
+    }
+
+    pub(crate) fn clear(&mut self) {
+        self.buf.clear();
+        self.label = [None; MAX_CAPTURES];
+        self.num = [None; MAX_CAPTURES];
+        self.inherited.clear();
+    }
+
+    pub(crate) fn str(&self, (start, end): (u32, u32)) -> &str {
+        self.buf.get(start as usize..end as usize).unwrap_or("")
+    }
+
+    /// Appends a sanitised copy of `v` and returns its range.
+    pub(crate) fn push(&mut self, v: &str) -> (u32, u32) {
+        let start = self.buf.len();
+        push_sanitized(&mut self.buf, v, MAX_LABEL_VALUE_LEN);
+        (start as u32, self.buf.len() as u32)
+    }
+}
+
+thread_local! {
+    static SCRATCH: RefCell<Scratch> = RefCell::new(Scratch::new());
+}
+
+/// Runs `f` with this thread's scratch buffer, cleared. Re-entrant use (a `Debug` impl that
+/// itself logs a metric event) and use during thread teardown get a fresh buffer instead.
+pub(crate) fn with_scratch<R>(f: impl FnOnce(&mut Scratch) -> R) -> R {
+    let mut f = Some(f);
+    let r = SCRATCH.try_with(|cell| {
+        let mut s = cell.try_borrow_mut().ok()?;
+        s.clear();
+        let f = f.take()?;
+        Some(f(&mut s))
+    });
+    if let Ok(Some(r)) = r {
+        return r;
+    }
+    // `f` is only taken right before it runs and returns `Some`, so it is still here.
+    let f = f.expect("closure not yet run");
+    f(&mut Scratch::new())
+}
+
+/// Copies the fields `plan` uses into `scratch`.
+pub(crate) struct Visitor<'a> {
+    pub(crate) plan: &'a Plan,
+    pub(crate) scratch: &'a mut Scratch,
+}
+
+impl Visitor<'_> {
+    #[inline]
+    fn slot(&self, field: &Field) -> Option<usize> {
+        match self.plan.slot_of_field.get(field.index()) {
+            Some(&s) if s != NONE => Some(s as usize),
+            _ => None,
+        }
+    }
+
+    fn label_fmt(&mut self, slot: usize, args: fmt::Arguments<'_>) {
+        let start = self.scratch.buf.len();
+        // An error only means the value was cut at the length cap.
+        let _ = CappedWriter::new(&mut self.scratch.buf, MAX_LABEL_VALUE_LEN).write_fmt(args);
+        self.scratch.label[slot] = Some((start as u32, self.scratch.buf.len() as u32));
+    }
+
+    fn number(&mut self, field: &Field, n: Num, display: &dyn fmt::Display) {
+        if let Some(slot) = self.slot(field) {
+            let usage = self.plan.slots[slot];
+            if usage.label {
+                self.label_fmt(slot, format_args!("{display}"));
+            }
+            if usage.value {
+                self.scratch.num[slot] = Some(Ok(n));
+            }
+        }
+    }
+}
+
+impl Visit for Visitor<'_> {
+    fn record_f64(&mut self, field: &Field, value: f64) {
+        self.number(field, Num::F64(value), &value);
+    }
+
+    fn record_i64(&mut self, field: &Field, value: i64) {
+        self.number(field, Num::I64(value), &value);
+    }
+
+    fn record_u64(&mut self, field: &Field, value: u64) {
+        self.number(field, Num::U64(value), &value);
+    }
+
+    fn record_i128(&mut self, field: &Field, value: i128) {
+        self.number(field, Num::I128(value), &value);
+    }
+
+    fn record_u128(&mut self, field: &Field, value: u128) {
+        self.number(field, Num::U128(value), &value);
+    }
+
+    fn record_bool(&mut self, field: &Field, value: bool) {
+        if let Some(slot) = self.slot(field) {
+            let usage = self.plan.slots[slot];
+            if usage.label {
+                self.scratch.label[slot] = Some(self.scratch.push(if value { "true" } else { "false" }));
+            }
+            if usage.value {
+                self.scratch.num[slot] = Some(Err(DropReason::WrongType));
+            }
+        }
+    }
+
+    fn record_str(&mut self, field: &Field, value: &str) {
+        if let Some(slot) = self.slot(field) {
+            let usage = self.plan.slots[slot];
+            if usage.label {
+                self.scratch.label[slot] = Some(self.scratch.push(value));
+            }
+            if usage.value {
+                self.scratch.num[slot] = Some(Num::parse(value));
+            }
+        }
+    }
+
+    fn record_error(&mut self, field: &Field, value: &(dyn std::error::Error + 'static)) {
+        self.record_debug(field, &format_args!("{value}"));
+    }
+
+    fn record_debug(&mut self, field: &Field, value: &dyn fmt::Debug) {
+        if let Some(slot) = self.slot(field) {
+            let usage = self.plan.slots[slot];
+            if usage.label {
+                self.label_fmt(slot, format_args!("{value:?}"));
+            }
+            if usage.value {
+                // Parse what the value prints (`count = %n`), through the buffer's tail.
+                let start = self.scratch.buf.len();
+                let fits = CappedWriter::new(&mut self.scratch.buf, 64).write_fmt(format_args!("{value:?}")).is_ok();
+                let parsed = if fits {
+                    Num::parse(&self.scratch.buf[start..])
+                } else {
+                    Err(DropReason::WrongType)
+                };
+                self.scratch.buf.truncate(start);
+                self.scratch.num[slot] = Some(parsed);
+            }
+        }
+    }
+}

@@ -1,0 +1,67 @@
+//! # dchat-telemetry
+//!
+//! Production metrics for dchat, the relay-based chat node. A [`tracing_subscriber::Layer`]
+//! turns dchat's ordinary `tracing` spans and events into OpenTelemetry metrics, which an `axum`
+//! endpoint serves to Prometheus at `/metrics`, beside `/health` (liveness) and `/ready`
+//! (readiness).
+//!
+//! dchat's code keeps using plain `tracing`. The default [`Rules`] implement these conventions:
+//!
+//! | dchat emits | becomes |
+//! | --- | --- |
+//! | event `message.sent` (field `channel`, optional `count`) | `dchat_messages_sent_total{channel}` |
+//! | event `message.received` (optional `latency_seconds` or `latency_ms`) | `dchat_messages_received_total{channel}`, `dchat_message_latency_seconds{channel}` |
+//! | span `relay.connection` (field `relay`) | `dchat_relay_connections_active{relay}`: +1 open, -1 close |
+//! | span `db.query` (field `db.operation` or `operation`) | `dchat_database_query_duration_seconds{operation}` |
+//! | any ERROR event | `dchat_errors_total{type}`, `dchat_error_rate{type}`; `type` = `error.type`, else `error_kind`, else the target |
+//! | fields `monotonic_counter.x`, `counter.x`, `histogram.x`, `gauge.x` | instruments named `x`, as tracing-opentelemetry makes them |
+//!
+//! Labels come only from allow-listed fields, also inherited from enclosing spans. Values are
+//! sanitised and capped at [`labels::MAX_LABEL_VALUE_LEN`] bytes; each metric keeps at most
+//! the cardinality limit (default 2000) series, the rest folding into one
+//! `otel_metric_overflow="true"` series while `dchat_telemetry_label_sets_dropped_total` counts
+//! them. Values that cannot be recorded (NaN, negative counts, wrong types) are counted in
+//! `dchat_telemetry_values_dropped_total{metric,reason}`. Nothing a caller logs panics.
+//!
+//! ```no_run
+//! use tracing_subscriber::prelude::*;
+//!
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> Result<(), dchat_telemetry::Error> {
+//! let telemetry = dchat_telemetry::Telemetry::builder().with_service_name("dchat").build()?;
+//! tracing_subscriber::registry()
+//!     .with(tracing_subscriber::fmt::layer())
+//!     .with(telemetry.layer())
+//!     .init();
+//! let db_ready = telemetry.health().readiness_gate("database");
+//! tokio::spawn(telemetry.clone().serve()); // /metrics /health /ready on DCHAT_TELEMETRY_ADDR
+//! db_ready.set_ready(true);
+//! tracing::info!(name: "message.sent", channel = "general");
+//! # Ok(()) }
+//! ```
+
+#![warn(missing_docs)]
+
+pub mod catalog;
+mod config;
+mod error;
+mod exporter;
+mod health;
+pub mod labels;
+mod layer;
+mod meters;
+mod rate;
+mod rules;
+mod server;
+pub use server::shutdown_signal;
+mod telemetry;
+mod value;
+
+pub use catalog::{MetricInfo, MetricKind};
+pub use config::{TelemetryBuilder, ENV_VARS};
+pub use error::Error;
+pub use exporter::CONTENT_TYPE;
+pub use health::{CheckResult, Health, ReadinessGate, Report, Status, HEALTH_CONTENT_TYPE};
+pub use layer::{CallsiteFilter, MetricsLayer};
+pub use rules::{LabelSource, Measure, Rule, RuleBuilder, Rules};
+pub use telemetry::Telemetry;

@@ -1,0 +1,391 @@
+//! The instruments behind every metric, and their series.
+//!
+//! Each [`Metric`] owns an OpenTelemetry instrument and a [`SeriesTable`]: one [`Series`] per
+//! distinct label set, holding an OpenTelemetry *bound* handle, so recording into a known series
+//! is one call on pre-resolved attributes. The table enforces the metric's cardinality limit
+//! itself: past it, new label sets go to one overflow series (`otel_metric_overflow="true"`,
+//! the SDK's own convention) and `dchat_telemetry_label_sets_dropped_total{metric}` rises. The
+//! SDK's limit is set above ours so it never folds series on its own.
+
+use std::collections::HashMap;
+use std::hash::{BuildHasher, Hasher};
+use std::sync::{Arc, Mutex, OnceLock, PoisonError, RwLock};
+use std::time::Instant;
+
+use hashbrown::HashTable;
+use opentelemetry::metrics::{
+    BoundCounter, BoundGauge, BoundHistogram, BoundUpDownCounter, Counter, Gauge, Histogram, Meter,
+    UpDownCounter,
+};
+use opentelemetry::KeyValue;
+
+use crate::catalog::{self, MetricKind};
+use crate::rate::RateWindow;
+use crate::rules::MetricDef;
+use crate::value::{DropReason, Num};
+
+/// The unbound instrument of a metric.
+enum Instrument {
+    CounterU64(Counter<u64>),
+    CounterF64(Counter<f64>),
+    UpDown(UpDownCounter<i64>),
+    Gauge(Gauge<f64>),
+    Histogram(Histogram<f64>),
+    /// Rates are observed at collection time from the series' windows.
+    Rate,
+}
+
+/// A bound handle: the instrument with one label set resolved.
+enum Handle {
+    CounterU64(BoundCounter<u64>),
+    CounterF64(BoundCounter<f64>),
+    UpDown(BoundUpDownCounter<i64>),
+    Gauge(BoundGauge<f64>),
+    Histogram(BoundHistogram<f64>),
+    Rate(RateWindow),
+}
+
+/// One label set of one metric.
+pub(crate) struct Series {
+    hash: u64,
+    set: u32,
+    values: Box<[Box<str>]>,
+    attrs: Vec<KeyValue>,
+    handle: Handle,
+}
+
+impl std::fmt::Debug for Series {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Series").field("values", &self.values).finish_non_exhaustive()
+    }
+}
+
+impl Series {
+    /// Records one measurement; the value is converted to what the instrument takes.
+    pub(crate) fn record(&self, value: Num) -> Result<(), DropReason> {
+        match &self.handle {
+            Handle::CounterU64(h) => h.add(value.to_counter_u64()?),
+            Handle::CounterF64(h) => h.add(value.to_counter_f64()?),
+            Handle::UpDown(h) => h.add(value.to_i64()?),
+            Handle::Gauge(h) => h.record(value.to_f64()?),
+            Handle::Histogram(h) => h.record(value.to_f64()?),
+            Handle::Rate(w) => w.record(value.to_counter_u64()?),
+        }
+        Ok(())
+    }
+
+    pub(crate) fn hash(&self) -> u64 {
+        self.hash
+    }
+
+    pub(crate) fn key_eq(&self, set: u32, values: &[&str]) -> bool {
+        self.set == set
+            && self.values.len() == values.len()
+            && self.values.iter().zip(values).all(|(a, b)| a.as_ref() == *b)
+    }
+}
+
+/// One metric: definition, instrument and series.
+pub(crate) struct Metric {
+    pub(crate) def: MetricDef,
+    instrument: Instrument,
+    table: SeriesTable,
+    /// The label-name lists in use: rule metrics have one; a field-prefix metric has one per
+    /// distinct set of allow-listed fields its callsites carry.
+    label_sets: Mutex<Vec<Vec<String>>>,
+    /// Set for every metric but the self-metrics, which must not recurse into themselves.
+    self_metrics: Option<Arc<SelfMetrics>>,
+}
+
+impl std::fmt::Debug for Metric {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Metric").field("name", &self.def.name).finish_non_exhaustive()
+    }
+}
+
+struct SeriesTable {
+    limit: usize,
+    hasher: hashbrown::DefaultHashBuilder,
+    map: RwLock<HashTable<Arc<Series>>>,
+    overflow: OnceLock<Arc<Series>>,
+}
+
+impl Metric {
+    /// The id of a list of label names, registered once per callsite (not on the hot path).
+    pub(crate) fn label_set_id(&self, names: &[String]) -> u32 {
+        let mut sets = self.label_sets.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some(i) = sets.iter().position(|s| s == names) {
+            return i as u32;
+        }
+        sets.push(names.to_vec());
+        (sets.len() - 1) as u32
+    }
+
+    /// The hash under which `values` of label set `set` is (or would be) stored.
+    pub(crate) fn hash_values(&self, set: u32, values: &[&str]) -> u64 {
+        hash_key(&self.table.hasher, set, values.iter().copied())
+    }
+
+    /// The series for `values` (one per label name of `set`, in order), created on first use;
+    /// past the cardinality limit, the overflow series.
+    pub(crate) fn series(&self, hash: u64, set: u32, values: &[&str]) -> Arc<Series> {
+        {
+            let map = self.table.map.read().unwrap_or_else(PoisonError::into_inner);
+            if let Some(s) = map.find(hash, |s| s.key_eq(set, values)) {
+                return Arc::clone(s);
+            }
+        }
+        let mut map = self.table.map.write().unwrap_or_else(PoisonError::into_inner);
+        if let Some(s) = map.find(hash, |s| s.key_eq(set, values)) {
+            return Arc::clone(s);
+        }
+        if map.len() >= self.table.limit {
+            drop(map);
+            if let Some(sm) = &self.self_metrics {
+                sm.label_set_dropped(&self.def.name);
+            }
+            return Arc::clone(self.table.overflow.get_or_init(|| {
+                Arc::new(self.make_series(0, u32::MAX, Box::new([]), vec![KeyValue::new(
+                    "otel.metric.overflow",
+                    true,
+                )]))
+            }));
+        }
+        let attrs = {
+            let sets = self.label_sets.lock().unwrap_or_else(PoisonError::into_inner);
+            sets.get(set as usize)
+                .map(|names| {
+                    names
+                        .iter()
+                        .zip(values)
+                        .map(|(k, v)| KeyValue::new(k.clone(), (*v).to_owned()))
+                        .collect()
+                })
+                .unwrap_or_default()
+        };
+        let owned: Box<[Box<str>]> = values.iter().map(|v| Box::from(*v)).collect();
+        let series = Arc::new(self.make_series(hash, set, owned, attrs));
+        let hasher = &self.table.hasher;
+        map.insert_unique(hash, Arc::clone(&series), |s| {
+            hash_key(hasher, s.set, s.values.iter().map(|v| v.as_ref()))
+        });
+        series
+    }
+
+    fn make_series(&self, hash: u64, set: u32, values: Box<[Box<str>]>, attrs: Vec<KeyValue>) -> Series {
+        let handle = match &self.instrument {
+            Instrument::CounterU64(i) => Handle::CounterU64(i.bind(&attrs)),
+            Instrument::CounterF64(i) => Handle::CounterF64(i.bind(&attrs)),
+            Instrument::UpDown(i) => Handle::UpDown(i.bind(&attrs)),
+            Instrument::Gauge(i) => Handle::Gauge(i.bind(&attrs)),
+            Instrument::Histogram(i) => Handle::Histogram(i.bind(&attrs)),
+            Instrument::Rate => Handle::Rate(RateWindow::new(self.rate_window_secs(), self.origin())),
+        };
+        Series { hash, set, values, attrs, handle }
+    }
+
+    fn rate_window_secs(&self) -> u32 {
+        self.self_metrics.as_ref().map_or(60, |s| s.rate_window_secs)
+    }
+
+    fn origin(&self) -> Instant {
+        self.self_metrics.as_ref().map_or_else(Instant::now, |s| s.origin)
+    }
+
+    /// Records `value` into the series for `values`, counting what cannot be recorded.
+    pub(crate) fn record(&self, values: &[&str], value: Num) {
+        let series = self.series(self.hash_values(0, values), 0, values);
+        self.record_into(&series, value);
+    }
+
+    /// Records into a series already looked up, counting what cannot be recorded.
+    pub(crate) fn record_into(&self, series: &Series, value: Num) {
+        if let Err(reason) = series.record(value) {
+            self.dropped(reason);
+        }
+    }
+
+    /// Counts one value of this metric that could not be recorded.
+    pub(crate) fn dropped(&self, reason: DropReason) {
+        if let Some(sm) = &self.self_metrics {
+            sm.values_dropped.record(&[&self.def.name, reason.as_str()], Num::U64(1));
+        }
+    }
+
+    /// The number of series (overflow excluded).
+    pub(crate) fn series_count(&self) -> usize {
+        self.table.map.read().unwrap_or_else(PoisonError::into_inner).len()
+    }
+
+    fn observe_rates(&self, observer: &dyn opentelemetry::metrics::AsyncInstrument<f64>) {
+        let map = self.table.map.read().unwrap_or_else(PoisonError::into_inner);
+        for s in map.iter().chain(self.table.overflow.get()) {
+            if let Handle::Rate(w) = &s.handle {
+                observer.observe(w.per_second(), &s.attrs);
+            }
+        }
+    }
+}
+
+/// The layer's own health: what it had to fold or drop.
+#[derive(Debug)]
+pub(crate) struct SelfMetrics {
+    label_sets_dropped: Arc<Metric>,
+    values_dropped: Arc<Metric>,
+    rate_window_secs: u32,
+    origin: Instant,
+}
+
+impl SelfMetrics {
+    fn label_set_dropped(&self, metric: &str) {
+        self.label_sets_dropped.record(&[metric], Num::U64(1));
+    }
+}
+
+/// Every metric of one `Telemetry`, by name.
+pub(crate) struct Meters {
+    meter: Meter,
+    limit: usize,
+    self_metrics: Arc<SelfMetrics>,
+    by_name: Mutex<HashMap<String, Arc<Metric>>>,
+}
+
+impl std::fmt::Debug for Meters {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Meters").field("limit", &self.limit).finish_non_exhaustive()
+    }
+}
+
+/// Whether a counter fed by these measures only ever adds integers (then it is an exact `u64`).
+pub(crate) fn integral_counter(def: &MetricDef, measures: &[&crate::rules::Measure]) -> bool {
+    use crate::rules::Measure;
+    def.kind == MetricKind::Counter
+        && measures.iter().all(|m| match m {
+            Measure::One => true,
+            Measure::Fields { sources, default } => {
+                sources.iter().all(|(_, s)| *s == 1.0) && default.is_none_or(|d| d.fract() == 0.0 && d >= 0.0)
+            }
+            _ => false,
+        })
+}
+
+impl Meters {
+    /// `limit` is the per-metric cardinality limit; the SDK's own is set above it by the
+    /// exporter's view.
+    pub(crate) fn new(meter: Meter, limit: usize, rate_window_secs: u32) -> Self {
+        let make_self = |info: &catalog::MetricInfo| {
+            Arc::new(build_metric(&meter, MetricDef::from_info(info), true, limit, None))
+        };
+        let self_metrics = Arc::new(SelfMetrics {
+            label_sets_dropped: make_self(&catalog::LABEL_SETS_DROPPED),
+            values_dropped: make_self(&catalog::VALUES_DROPPED),
+            rate_window_secs,
+            origin: Instant::now(),
+        });
+        let mut by_name = HashMap::new();
+        for m in [&self_metrics.label_sets_dropped, &self_metrics.values_dropped] {
+            by_name.insert(m.def.name.clone(), Arc::clone(m));
+        }
+        Meters { meter, limit, self_metrics, by_name: Mutex::new(by_name) }
+    }
+
+    /// The metric named `def.name`, created on first use. `None` when a metric of that name
+    /// exists with a different definition (a kind conflict).
+    pub(crate) fn get_or_create(&self, def: &MetricDef, integral: bool) -> Option<Arc<Metric>> {
+        let mut by_name = self.by_name.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some(m) = by_name.get(&def.name) {
+            return (m.def.kind == def.kind).then(|| Arc::clone(m));
+        }
+        let m = Arc::new(build_metric(
+            &self.meter,
+            def.clone(),
+            integral,
+            self.limit,
+            Some(Arc::clone(&self.self_metrics)),
+        ));
+        by_name.insert(def.name.clone(), Arc::clone(&m));
+        register_rate_observer(&self.meter, &m);
+        Some(m)
+    }
+
+    /// Looks a metric up by its scraped name.
+    pub(crate) fn get(&self, name: &str) -> Option<Arc<Metric>> {
+        self.by_name.lock().unwrap_or_else(PoisonError::into_inner).get(name).cloned()
+    }
+}
+
+fn build_metric(
+    meter: &Meter,
+    def: MetricDef,
+    integral: bool,
+    limit: usize,
+    self_metrics: Option<Arc<SelfMetrics>>,
+) -> Metric {
+    // The exporter appends `_total` to counters; instruments are named without it.
+    let base = def.name.strip_suffix("_total").unwrap_or(&def.name).to_owned();
+    let help = def.help.clone();
+    let unit = def.unit.clone();
+    let instrument = match def.kind {
+        MetricKind::Counter if integral => Instrument::CounterU64(
+            meter.u64_counter(base).with_description(help).with_unit(unit).build(),
+        ),
+        MetricKind::Counter => Instrument::CounterF64(
+            meter.f64_counter(base).with_description(help).with_unit(unit).build(),
+        ),
+        MetricKind::UpDownCounter => Instrument::UpDown(
+            meter.i64_up_down_counter(base).with_description(help).with_unit(unit).build(),
+        ),
+        MetricKind::Gauge => {
+            Instrument::Gauge(meter.f64_gauge(base).with_description(help).with_unit(unit).build())
+        }
+        MetricKind::Histogram => Instrument::Histogram(
+            meter
+                .f64_histogram(base)
+                .with_description(help)
+                .with_unit(unit)
+                .with_boundaries(def.buckets.clone())
+                .build(),
+        ),
+        MetricKind::RateGauge => Instrument::Rate,
+    };
+    let table = SeriesTable {
+        limit,
+        hasher: hashbrown::DefaultHashBuilder::default(),
+        map: RwLock::new(HashTable::new()),
+        overflow: OnceLock::new(),
+    };
+    let label_sets = Mutex::new(vec![def.label_names.clone()]);
+    Metric { def, instrument, table, label_sets, self_metrics }
+}
+
+fn hash_key<'a>(
+    hasher: &hashbrown::DefaultHashBuilder,
+    set: u32,
+    values: impl Iterator<Item = &'a str>,
+) -> u64 {
+    let mut h = hasher.build_hasher();
+    h.write_u32(set);
+    for v in values {
+        h.write(v.as_bytes());
+        h.write_u8(0xff); // not valid UTF-8: separates ("ab","c") from ("a","bc")
+    }
+    h.finish()
+}
+
+/// Registers the observable gauge of a rate metric; the callback holds the metric weakly.
+fn register_rate_observer(meter: &Meter, metric: &Arc<Metric>) {
+    if metric.def.kind != MetricKind::RateGauge {
+        return;
+    }
+    let weak = Arc::downgrade(metric);
+    let _gauge = meter
+        .f64_observable_gauge(metric.def.name.clone())
+        .with_description(metric.def.help.clone())
+        .with_unit(metric.def.unit.clone())
+        .with_callback(move |observer| {
+            if let Some(m) = weak.upgrade() {
+                m.observe_rates(observer);
+            }
+        })
+        .build();
+}

@@ -1,0 +1,560 @@
+//! The rule model: which spans and events feed which metric, with which value and labels.
+//!
+//! Rules are data. [`Rules::dchat_defaults`] is the set that implements dchat's tracing
+//! conventions (see the crate docs); users add their own with [`Rule::builder`].
+
+use std::collections::HashMap;
+
+use tracing_core::{Level, Metadata};
+
+use crate::catalog::{self, MetricInfo, MetricKind};
+use crate::labels::{is_valid_label_name, is_valid_metric_name};
+use crate::Error;
+
+/// Where a label's value comes from. A label lists several sources; the first that yields a
+/// value wins (the event's own fields first, then the enclosing spans', nearest first).
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum LabelSource {
+    /// A field of the event or span, or of an enclosing span, by its exact name
+    /// (e.g. `"db.operation"`).
+    Field(String),
+    /// The callsite's target (module path by default), e.g. `dchat::storage`.
+    Target,
+    /// A fixed value.
+    Fixed(String),
+}
+
+impl LabelSource {
+    /// Shorthand for [`LabelSource::Field`].
+    #[must_use]
+    pub fn field(name: impl Into<String>) -> Self {
+        LabelSource::Field(name.into())
+    }
+}
+
+/// How a matched span or event feeds its instrument.
+#[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
+pub enum Measure {
+    /// Add 1 per event (or per closed span).
+    One,
+    /// The first of these numeric fields that is present, times its scale (e.g. `latency_ms`
+    /// with scale 0.001 into a seconds histogram). When none is present, `default` is used, or
+    /// the event is not measured when there is no default.
+    Fields {
+        /// `(field name, scale)` in order of preference.
+        sources: Vec<(String, f64)>,
+        /// Value used when no source field is present.
+        default: Option<f64>,
+    },
+    /// Span rules only: the span's lifetime in seconds, recorded when it closes.
+    SpanDuration,
+    /// Span rules only: +1 when the span opens, -1 when it closes (an up-down counter).
+    SpanActive,
+}
+
+/// Whether a rule applies to events or to spans.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    Event,
+    Span,
+}
+
+/// One rule: a matcher on callsite metadata, a metric, a measure and labels.
+#[derive(Debug, Clone)]
+pub struct Rule {
+    pub(crate) applies_to_spans: bool,
+    pub(crate) name: Option<String>,
+    pub(crate) target_prefix: Option<String>,
+    pub(crate) level: Option<Level>,
+    pub(crate) metric: MetricDef,
+    pub(crate) measure: Measure,
+    pub(crate) labels: Vec<(String, Vec<LabelSource>)>,
+}
+
+/// The metric a rule feeds.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct MetricDef {
+    pub(crate) name: String,
+    pub(crate) kind: MetricKind,
+    pub(crate) unit: String,
+    pub(crate) help: String,
+    pub(crate) buckets: Vec<f64>,
+    pub(crate) label_names: Vec<String>,
+}
+
+impl MetricDef {
+    pub(crate) fn from_info(info: &MetricInfo) -> Self {
+        MetricDef {
+            name: info.name.to_owned(),
+            kind: info.kind,
+            unit: info.unit.to_owned(),
+            help: info.help.to_owned(),
+            buckets: info.buckets.to_vec(),
+            label_names: info.labels.iter().map(|s| (*s).to_owned()).collect(),
+        }
+    }
+}
+
+impl Rule {
+    /// Starts a rule that feeds the metric `name` (as scraped: counters end in `_total`) of the
+    /// given kind. By default it matches every event; narrow it with the `with_*` matchers.
+    #[must_use]
+    pub fn builder(kind: MetricKind, name: impl Into<String>) -> RuleBuilder {
+        RuleBuilder {
+            kind: Kind::Event,
+            name: None,
+            target_prefix: None,
+            level: None,
+            metric: MetricDef {
+                name: name.into(),
+                kind,
+                unit: String::new(),
+                help: String::new(),
+                buckets: Vec::new(),
+                label_names: Vec::new(),
+            },
+            measure: None,
+            labels: Vec::new(),
+        }
+    }
+
+    /// Starts a rule for a metric of the [catalogue](crate::catalog), taking its name, kind,
+    /// unit, help and buckets from there. Labels still have to be given with `with_label*`.
+    #[must_use]
+    pub fn for_metric(info: &MetricInfo) -> RuleBuilder {
+        let mut b = Rule::builder(info.kind, info.name);
+        b.metric = MetricDef::from_info(info);
+        b.metric.label_names.clear();
+        b
+    }
+
+    /// The name of the metric this rule feeds.
+    #[must_use]
+    pub fn metric_name(&self) -> &str {
+        &self.metric.name
+    }
+
+    /// Whether this rule matches the callsite. Called once per callsite, never per event.
+    pub(crate) fn matches(&self, meta: &Metadata<'_>) -> bool {
+        if self.applies_to_spans != meta.is_span() {
+            return false;
+        }
+        if let Some(name) = &self.name {
+            if meta.name() != name {
+                return false;
+            }
+        }
+        if let Some(prefix) = &self.target_prefix {
+            if !meta.target().starts_with(prefix.as_str()) {
+                return false;
+            }
+        }
+        if let Some(level) = self.level {
+            // Level ordering in tracing: TRACE > DEBUG > INFO > WARN > ERROR ("more verbose is
+            // greater"), so "at least as severe as `level`" is `<=`.
+            if *meta.level() > level {
+                return false;
+            }
+        }
+        true
+    }
+}
+
+/// Builder for a [`Rule`]; [`RuleBuilder::build`] validates it.
+#[derive(Debug, Clone)]
+#[must_use]
+pub struct RuleBuilder {
+    kind: Kind,
+    name: Option<String>,
+    target_prefix: Option<String>,
+    level: Option<Level>,
+    metric: MetricDef,
+    measure: Option<Measure>,
+    labels: Vec<(String, Vec<LabelSource>)>,
+}
+
+impl RuleBuilder {
+    /// Match events with this name (`info!(name: "message.sent", ..)`).
+    pub fn with_event_name(mut self, name: impl Into<String>) -> Self {
+        self.kind = Kind::Event;
+        self.name = Some(name.into());
+        self
+    }
+
+    /// Match spans with this name (`info_span!("db.query", ..)`).
+    pub fn with_span_name(mut self, name: impl Into<String>) -> Self {
+        self.kind = Kind::Span;
+        self.name = Some(name.into());
+        self
+    }
+
+    /// Match spans instead of events (any name unless [`RuleBuilder::with_span_name`] is used).
+    pub fn on_spans(mut self) -> Self {
+        self.kind = Kind::Span;
+        self
+    }
+
+    /// Match callsites whose target starts with `prefix` (e.g. `dchat::relay`).
+    pub fn with_target_prefix(mut self, prefix: impl Into<String>) -> Self {
+        self.target_prefix = Some(prefix.into());
+        self
+    }
+
+    /// Match callsites at least as severe as `level` (`Level::ERROR` matches only errors).
+    pub fn with_level(mut self, level: Level) -> Self {
+        self.level = Some(level);
+        self
+    }
+
+    /// How the instrument is fed (default: [`Measure::One`] for events).
+    pub fn with_measure(mut self, measure: Measure) -> Self {
+        self.measure = Some(measure);
+        self
+    }
+
+    /// Feed the instrument from this numeric field; call again for fallbacks.
+    pub fn with_value_field(self, field: impl Into<String>) -> Self {
+        self.with_scaled_value_field(field, 1.0)
+    }
+
+    /// Feed the instrument from this numeric field multiplied by `scale` (e.g. `latency_ms`
+    /// with `0.001` into seconds); call again for fallbacks.
+    pub fn with_scaled_value_field(mut self, field: impl Into<String>, scale: f64) -> Self {
+        let field = field.into();
+        match &mut self.measure {
+            Some(Measure::Fields { sources, .. }) => sources.push((field, scale)),
+            _ => {
+                self.measure = Some(Measure::Fields { sources: vec![(field, scale)], default: None })
+            }
+        }
+        self
+    }
+
+    /// The value used when none of the value fields is present (e.g. `1` for `count`).
+    pub fn with_value_default(mut self, default: f64) -> Self {
+        match &mut self.measure {
+            Some(Measure::Fields { default: d, .. }) => *d = Some(default),
+            _ => self.measure = Some(Measure::Fields { sources: Vec::new(), default: Some(default) }),
+        }
+        self
+    }
+
+    /// A label named like the field it comes from.
+    pub fn with_label(self, name: impl Into<String>) -> Self {
+        let name = name.into();
+        let source = LabelSource::Field(name.clone());
+        self.with_label_from(name, [source])
+    }
+
+    /// A label filled from the first source that has a value; `"unknown"` when none has.
+    pub fn with_label_from(
+        mut self,
+        name: impl Into<String>,
+        sources: impl IntoIterator<Item = LabelSource>,
+    ) -> Self {
+        self.labels.push((name.into(), sources.into_iter().collect()));
+        self
+    }
+
+    /// Unit in words (`seconds`, `messages`), shown to OpenTelemetry consumers.
+    pub fn with_unit(mut self, unit: impl Into<String>) -> Self {
+        self.metric.unit = unit.into();
+        self
+    }
+
+    /// The `# HELP` text (required: Prometheus lints a metric without one).
+    pub fn with_description(mut self, description: impl Into<String>) -> Self {
+        self.metric.help = description.into();
+        self
+    }
+
+    /// Histogram bucket upper bounds (required for histograms; strictly increasing, finite).
+    pub fn with_buckets(mut self, buckets: impl Into<Vec<f64>>) -> Self {
+        self.metric.buckets = buckets.into();
+        self
+    }
+
+    /// Validates the rule.
+    ///
+    /// # Errors
+    /// [`Error::InvalidRule`] when the metric name, a label name, the buckets or the measure do
+    /// not fit the metric kind or Prometheus' rules.
+    pub fn build(self) -> Result<Rule, Error> {
+        let m = &self.metric;
+        let fail = |reason: String| Err(Error::InvalidRule { metric: m.name.clone(), reason });
+        if !is_valid_metric_name(&m.name) {
+            return fail("not a valid Prometheus metric name ([a-zA-Z_:][a-zA-Z0-9_:]*)".into());
+        }
+        if (m.kind == MetricKind::Counter) != m.name.ends_with("_total") {
+            return fail("counter names, and only counter names, end in _total".into());
+        }
+        if m.help.trim().is_empty() {
+            return fail("a description (HELP text) is required".into());
+        }
+        if m.kind == MetricKind::Histogram {
+            if m.buckets.is_empty() {
+                return fail("a histogram needs buckets (with_buckets)".into());
+            }
+            if m.buckets.iter().any(|b| !b.is_finite())
+                || m.buckets.windows(2).any(|w| w[0] >= w[1])
+            {
+                return fail("buckets must be finite and strictly increasing".into());
+            }
+        } else if !m.buckets.is_empty() {
+            return fail("only histograms take buckets".into());
+        }
+        let mut label_names = Vec::with_capacity(self.labels.len());
+        for (label, sources) in &self.labels {
+            if !is_valid_label_name(label) || label == "otel_metric_overflow" {
+                return fail(format!("label {label:?} is not a valid, unreserved label name"));
+            }
+            if label_names.contains(label) {
+                return fail(format!("label {label:?} given twice"));
+            }
+            if sources.is_empty() {
+                return fail(format!("label {label:?} has no source"));
+            }
+            label_names.push(label.clone());
+        }
+        let measure = match (self.measure, self.kind) {
+            (Some(m), _) => m,
+            (None, Kind::Event) => Measure::One,
+            (None, Kind::Span) if m.kind == MetricKind::UpDownCounter => Measure::SpanActive,
+            (None, Kind::Span) if m.kind == MetricKind::Histogram => Measure::SpanDuration,
+            (None, Kind::Span) => Measure::One,
+        };
+        match (&measure, self.kind, m.kind) {
+            (Measure::SpanDuration | Measure::SpanActive, Kind::Event, _) => {
+                return fail("span measures need a span rule (with_span_name or on_spans)".into())
+            }
+            (Measure::SpanActive, _, k) if k != MetricKind::UpDownCounter => {
+                return fail("SpanActive feeds an UpDownCounter".into())
+            }
+            (Measure::Fields { sources, default }, _, _) => {
+                if sources.is_empty() && default.is_none() {
+                    return fail("a field measure needs a field or a default".into());
+                }
+                if sources.iter().any(|(_, s)| !s.is_finite()) || default.is_some_and(|d| !d.is_finite()) {
+                    return fail("scales and defaults must be finite".into());
+                }
+            }
+            _ => {}
+        }
+        let mut metric = self.metric;
+        metric.label_names = label_names;
+        Ok(Rule {
+            applies_to_spans: self.kind == Kind::Span,
+            name: self.name,
+            target_prefix: self.target_prefix,
+            level: self.level,
+            metric,
+            measure,
+            labels: self.labels,
+        })
+    }
+}
+
+/// A set of rules, plus the tracing-opentelemetry field-prefix convention.
+#[derive(Debug, Clone)]
+pub struct Rules {
+    pub(crate) rules: Vec<Rule>,
+    pub(crate) prefix_fields: bool,
+    pub(crate) prefix_labels: Vec<String>,
+}
+
+impl Default for Rules {
+    fn default() -> Self {
+        Rules::dchat_defaults()
+    }
+}
+
+impl Rules {
+    /// No rules, and no field-prefix metrics.
+    #[must_use]
+    pub fn empty() -> Self {
+        Rules { rules: Vec::new(), prefix_fields: false, prefix_labels: Vec::new() }
+    }
+
+    /// dchat's conventions (the table in the crate docs), built from the catalogue; field-prefix
+    /// metrics on, with `channel`, `relay`, `operation` and `type` allowed as their labels.
+    #[must_use]
+    pub fn dchat_defaults() -> Self {
+        let err_type = || {
+            [
+                LabelSource::field("error.type"),
+                LabelSource::field("error_kind"),
+                LabelSource::Target,
+            ]
+        };
+        let operation = || [LabelSource::field("db.operation"), LabelSource::field("operation")];
+        let rules = [
+            Rule::for_metric(&catalog::MESSAGES_SENT)
+                .with_event_name("message.sent")
+                .with_value_field("count")
+                .with_value_default(1.0)
+                .with_label("channel"),
+            Rule::for_metric(&catalog::MESSAGES_RECEIVED)
+                .with_event_name("message.received")
+                .with_value_field("count")
+                .with_value_default(1.0)
+                .with_label("channel"),
+            Rule::for_metric(&catalog::MESSAGE_LATENCY)
+                .with_event_name("message.received")
+                .with_value_field("latency_seconds")
+                .with_scaled_value_field("latency_ms", 0.001)
+                .with_label("channel"),
+            Rule::for_metric(&catalog::RELAY_CONNECTIONS)
+                .with_span_name("relay.connection")
+                .with_measure(Measure::SpanActive)
+                .with_label("relay"),
+            Rule::for_metric(&catalog::DB_QUERY_DURATION)
+                .with_span_name("db.query")
+                .with_measure(Measure::SpanDuration)
+                .with_label_from("operation", operation()),
+            Rule::for_metric(&catalog::ERRORS).with_level(Level::ERROR).with_label_from("type", err_type()),
+            Rule::for_metric(&catalog::ERROR_RATE)
+                .with_level(Level::ERROR)
+                .with_label_from("type", err_type()),
+        ];
+        let rules = rules
+            .into_iter()
+            .map(|b| b.build())
+            .collect::<Result<Vec<_>, _>>()
+            // The default rules are constants of this crate; `dchat_defaults_are_valid` below
+            // builds them in a test, so this cannot fail at run time.
+            .expect("dchat default rules are valid");
+        Rules {
+            rules,
+            prefix_fields: true,
+            prefix_labels: ["channel", "relay", "operation", "type"].map(String::from).to_vec(),
+        }
+    }
+
+    /// Adds a rule.
+    #[must_use]
+    pub fn with_rule(mut self, rule: Rule) -> Self {
+        self.rules.push(rule);
+        self
+    }
+
+    /// Turns the tracing-opentelemetry field prefixes (`monotonic_counter.`, `counter.`,
+    /// `histogram.`, `gauge.`) on or off.
+    #[must_use]
+    pub fn with_prefix_fields(mut self, enabled: bool) -> Self {
+        self.prefix_fields = enabled;
+        self
+    }
+
+    /// The fields that may become labels of field-prefix metrics (the allow-list; every other
+    /// field of such an event is ignored). Replaces the default list.
+    #[must_use]
+    pub fn with_prefix_labels<I, S>(mut self, fields: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        self.prefix_labels = fields.into_iter().map(Into::into).collect();
+        self
+    }
+
+    /// The rules, in order.
+    #[must_use]
+    pub fn rules(&self) -> &[Rule] {
+        &self.rules
+    }
+
+    /// Checks that rules feeding the same metric agree on its definition.
+    pub(crate) fn validate(&self) -> Result<(), Error> {
+        let mut seen: HashMap<&str, &MetricDef> = HashMap::new();
+        for rule in &self.rules {
+            if let Some(prev) = seen.insert(&rule.metric.name, &rule.metric) {
+                if prev != &rule.metric {
+                    return Err(Error::InvalidRule {
+                        metric: rule.metric.name.clone(),
+                        reason: "two rules define this metric differently (kind, unit, help, \
+                                 buckets and label names must agree)"
+                            .into(),
+                    });
+                }
+            }
+        }
+        for label in &self.prefix_labels {
+            if !is_valid_label_name(label) {
+                return Err(Error::InvalidRule {
+                    metric: "(field-prefix metrics)".into(),
+                    reason: format!("prefix label {label:?} is not a valid label name"),
+                });
+            }
+        }
+        Ok(())
+    }
+
+    /// Every field name that can feed a label: these are the fields kept from spans so that
+    /// events inside them inherit labels.
+    pub(crate) fn label_fields(&self) -> Vec<String> {
+        let mut out: Vec<String> = self.prefix_labels.clone();
+        for rule in &self.rules {
+            for (_, sources) in &rule.labels {
+                for s in sources {
+                    if let LabelSource::Field(f) = s {
+                        out.push(f.clone());
+                    }
+                }
+            }
+        }
+        out.sort();
+        out.dedup();
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dchat_defaults_are_valid() {
+        let rules = Rules::dchat_defaults();
+        rules.validate().unwrap();
+        assert_eq!(rules.rules().len(), 7);
+        let fields = rules.label_fields();
+        for f in ["channel", "relay", "db.operation", "operation", "error.type", "error_kind"] {
+            assert!(fields.iter().any(|x| x == f), "{f}");
+        }
+    }
+
+    #[test]
+    fn invalid_rules_are_rejected() {
+        let bad = [
+            Rule::builder(MetricKind::Counter, "x").with_description("d"),
+            Rule::builder(MetricKind::Gauge, "x_total").with_description("d"),
+            Rule::builder(MetricKind::Counter, "1x_total").with_description("d"),
+            Rule::builder(MetricKind::Counter, "x_total"),
+            Rule::builder(MetricKind::Histogram, "h").with_description("d"),
+            Rule::builder(MetricKind::Histogram, "h").with_description("d").with_buckets([2.0, 1.0]),
+            Rule::builder(MetricKind::Histogram, "h").with_description("d").with_buckets([f64::NAN]),
+            Rule::builder(MetricKind::Counter, "x_total").with_description("d").with_label("le"),
+            Rule::builder(MetricKind::Counter, "x_total").with_description("d").with_label("a.b"),
+            Rule::builder(MetricKind::Counter, "x_total")
+                .with_description("d")
+                .with_measure(Measure::SpanDuration),
+            Rule::builder(MetricKind::Gauge, "g")
+                .with_description("d")
+                .on_spans()
+                .with_measure(Measure::SpanActive),
+        ];
+        for b in bad {
+            let dbg = format!("{b:?}");
+            assert!(matches!(b.build(), Err(Error::InvalidRule { .. })), "{dbg}");
+        }
+    }
+
+    #[test]
+    fn conflicting_definitions_are_rejected() {
+        let a = Rule::builder(MetricKind::Counter, "x_total").with_description("a").build().unwrap();
+        let b = Rule::builder(MetricKind::Counter, "x_total").with_description("b").build().unwrap();
+        assert!(Rules::empty().with_rule(a).with_rule(b).validate().is_err());
+    }
+}

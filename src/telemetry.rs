@@ -1,0 +1,176 @@
+//! [`Telemetry`]: the handle dchat keeps — the layer, the exposition, health and the server.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use opentelemetry::metrics::Meter;
+use tracing_core::Subscriber;
+use tracing_subscriber::filter::Filtered;
+use tracing_subscriber::registry::LookupSpan;
+use tracing_subscriber::Layer as _;
+
+use crate::catalog;
+use crate::config::TelemetryBuilder;
+use crate::exporter::Exporter;
+use crate::health::Health;
+use crate::layer::{CallsiteFilter, Compiled, MetricsLayer, Shared};
+use crate::meters::{Meters, Metric};
+use crate::rules::MetricDef;
+use crate::value::Num;
+use crate::Error;
+
+pub(crate) struct Inner {
+    pub(crate) config: TelemetryBuilder,
+    exporter: Exporter,
+    _meter: Meter,
+    meters: Arc<Meters>,
+    shared: Arc<Shared>,
+    pub(crate) health: Health,
+    scrapes: Arc<Metric>,
+    scrape_duration: Arc<Metric>,
+    render_failed: Arc<std::sync::atomic::AtomicBool>,
+}
+
+/// dchat's telemetry: build one at start-up, add [`Telemetry::layer`] to the tracing registry
+/// and run [`Telemetry::serve`] (or merge [`Telemetry::router`] into an axum app).
+///
+/// Cheap to clone; clones share everything.
+///
+/// ```
+/// use tracing_subscriber::prelude::*;
+///
+/// let telemetry = dchat_telemetry::Telemetry::builder()
+///     .with_service_name("dchat")
+///     .with_node_id("node-1")
+///     .without_env()
+///     .build()?;
+/// let subscriber = tracing_subscriber::registry().with(telemetry.layer());
+/// tracing::subscriber::with_default(subscriber, || {
+///     tracing::info!(name: "message.sent", channel = "general");
+/// });
+/// let text = telemetry.render()?;
+/// assert!(text.contains(r#"dchat_messages_sent_total{channel="general",node_id="node-1",service="dchat"} 1"#));
+/// # Ok::<(), dchat_telemetry::Error>(())
+/// ```
+#[derive(Clone)]
+pub struct Telemetry {
+    pub(crate) inner: Arc<Inner>,
+}
+
+impl std::fmt::Debug for Telemetry {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Telemetry").field("addr", &self.inner.config.addr).finish_non_exhaustive()
+    }
+}
+
+impl Telemetry {
+    /// A builder with dchat's defaults.
+    pub fn builder() -> TelemetryBuilder {
+        TelemetryBuilder::default()
+    }
+
+    pub(crate) fn from_builder(config: TelemetryBuilder) -> Result<Self, Error> {
+        // The SDK's limit sits above ours: our overflow series is one more series, and a few
+        // spare keep the SDK from ever folding on its own.
+        let sdk_limit = config.cardinality_limit + 8;
+        let (exporter, meter) = Exporter::new(&config.all_const_labels(), sdk_limit)?;
+        let meters = Arc::new(Meters::new(
+            meter.clone(),
+            config.cardinality_limit,
+            config.error_rate_window.as_secs().clamp(1, 3600) as u32,
+        ));
+        let compiled = Compiled::new(&config.effective_rules(), Arc::clone(&meters))?;
+        let shared = Shared::new(compiled);
+        let builtin = |info: &catalog::MetricInfo| {
+            meters.get_or_create(&MetricDef::from_info(info), true).ok_or_else(|| Error::InvalidRule {
+                metric: info.name.to_owned(),
+                reason: "a rule defines a metric with this built-in name".into(),
+            })
+        };
+        let scrapes = builtin(&catalog::SCRAPES)?;
+        let scrape_duration = builtin(&catalog::SCRAPE_DURATION)?;
+        let failures = builtin(&catalog::HEALTH_CHECK_FAILURES)?;
+        let health = Health::new(config.check_timeout);
+        health.set_failure_metric(failures);
+        let render_failed = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        {
+            let flag = Arc::clone(&render_failed);
+            health.add_liveness_check("exporter", move || {
+                if flag.load(std::sync::atomic::Ordering::SeqCst) {
+                    Err("the last render of /metrics failed".into())
+                } else {
+                    Ok(())
+                }
+            });
+        }
+        {
+            let health = health.clone();
+            let _ready = meter
+                .f64_observable_gauge(catalog::READY.name)
+                .with_description(catalog::READY.help)
+                .with_unit(catalog::READY.unit)
+                .with_callback(move |o| o.observe(if health.is_ready() { 1.0 } else { 0.0 }, &[]))
+                .build();
+        }
+        Ok(Telemetry {
+            inner: Arc::new(Inner {
+                config,
+                exporter,
+                _meter: meter,
+                meters,
+                shared,
+                health,
+                scrapes,
+                scrape_duration,
+                render_failed,
+            }),
+        })
+    }
+
+    /// The tracing layer, with its per-layer callsite filter. Add it to a
+    /// `tracing_subscriber::registry()`; any number of layers may sit beside it.
+    pub fn layer<S>(&self) -> Filtered<MetricsLayer, CallsiteFilter, S>
+    where
+        S: Subscriber + for<'a> LookupSpan<'a>,
+    {
+        let (layer, filter) = MetricsLayer::new(Arc::clone(&self.inner.shared));
+        layer.with_filter(filter)
+    }
+
+    /// The Prometheus text exposition of every metric (what `/metrics` serves).
+    ///
+    /// # Errors
+    /// [`Error::Exporter`] when the exporter cannot encode the metrics.
+    pub fn render(&self) -> Result<String, Error> {
+        let start = Instant::now();
+        let r = self.inner.exporter.render();
+        self.inner.render_failed.store(r.is_err(), std::sync::atomic::Ordering::SeqCst);
+        self.inner.scrapes.record(&[], Num::U64(1));
+        self.inner.scrape_duration.record(&[], Num::F64(start.elapsed().as_secs_f64()));
+        r
+    }
+
+    /// Liveness checks and readiness gates.
+    #[must_use]
+    pub fn health(&self) -> &Health {
+        &self.inner.health
+    }
+
+    /// The number of distinct label sets `metric` (its scraped name) holds, overflow excluded;
+    /// `None` for an unknown metric.
+    #[must_use]
+    pub fn series_count(&self, metric: &str) -> Option<usize> {
+        self.inner.meters.get(metric).map(|m| m.series_count())
+    }
+
+    /// The configured listen address (after environment overrides).
+    #[must_use]
+    pub fn addr(&self) -> std::net::SocketAddr {
+        self.inner.config.addr
+    }
+
+    /// Stops the meter provider; later renders show no new data.
+    pub fn shutdown(&self) {
+        self.inner.exporter.shutdown();
+    }
+}
