@@ -152,7 +152,7 @@ pub const LABEL_SETS_DROPPED: MetricInfo = MetricInfo {
     kind: MetricKind::Counter,
     labels: &["metric"],
     unit: "label sets",
-    help: "Label sets folded into the overflow series because the metric reached its cardinality limit.",
+    help: "Measurements whose label set was folded into the overflow series because the metric reached its cardinality limit.",
     buckets: &[],
 };
 /// `dchat_telemetry_values_dropped_total{metric,reason}`.
@@ -161,7 +161,8 @@ pub const VALUES_DROPPED: MetricInfo = MetricInfo {
     kind: MetricKind::Counter,
     labels: &["metric", "reason"],
     unit: "values",
-    help: "Values the layer could not record (NaN, negative for a counter, wrong type, out of range).",
+    help:
+        "Values the layer could not record (NaN, negative for a counter, wrong type, out of range).",
     buckets: &[],
 };
 /// `dchat_telemetry_scrapes_total`.
@@ -226,9 +227,24 @@ mod tests {
     fn names_follow_prometheus_conventions() {
         for m in CATALOG {
             assert!(crate::labels::is_valid_metric_name(m.name), "{}", m.name);
-            assert_eq!(m.kind == MetricKind::Counter, m.name.ends_with("_total"), "{}", m.name);
-            assert_eq!(m.unit == "seconds", m.name.ends_with("_seconds"), "{}", m.name);
-            assert_eq!(m.kind == MetricKind::Histogram, !m.buckets.is_empty(), "{}", m.name);
+            assert_eq!(
+                m.kind == MetricKind::Counter,
+                m.name.ends_with("_total"),
+                "{}",
+                m.name
+            );
+            assert_eq!(
+                m.unit == "seconds",
+                m.name.ends_with("_seconds"),
+                "{}",
+                m.name
+            );
+            assert_eq!(
+                m.kind == MetricKind::Histogram,
+                !m.buckets.is_empty(),
+                "{}",
+                m.name
+            );
             assert!(m.buckets.windows(2).all(|w| w[0] < w[1]), "{}", m.name);
         }
     }

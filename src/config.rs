@@ -162,7 +162,11 @@ impl TelemetryBuilder {
     /// OpenTelemetry pipeline cannot be built.
     pub fn build(self) -> Result<Telemetry, Error> {
         let read_env = self.read_env;
-        let builder = if read_env { self.apply_env(|k| std::env::var(k).ok())? } else { self };
+        let builder = if read_env {
+            self.apply_env(|k| std::env::var(k).ok())?
+        } else {
+            self
+        };
         builder.validate()?;
         Telemetry::from_builder(builder)
     }
@@ -172,25 +176,34 @@ impl TelemetryBuilder {
     /// # Errors
     /// [`Error::InvalidEnv`] naming the first variable whose value is not of its accepted form.
     pub fn apply_env(mut self, lookup: impl Fn(&str) -> Option<String>) -> Result<Self, Error> {
-        let invalid = |variable: &'static str, value: &str, expected: &'static str| Error::InvalidEnv {
-            variable,
-            value: value.to_owned(),
-            expected,
-        };
+        let invalid =
+            |variable: &'static str, value: &str, expected: &'static str| Error::InvalidEnv {
+                variable,
+                value: value.to_owned(),
+                expected,
+            };
         if let Some(v) = lookup(ENV_ADDR) {
-            self.addr = v.trim().parse().map_err(|_| invalid(ENV_ADDR, &v, FORM_ADDR))?;
+            self.addr = v
+                .trim()
+                .parse()
+                .map_err(|_| invalid(ENV_ADDR, &v, FORM_ADDR))?;
         }
         if let Some(v) = lookup(ENV_SERVICE) {
-            self.service = label_value(&v).ok_or_else(|| invalid(ENV_SERVICE, &v, FORM_LABEL_VALUE))?;
+            self.service =
+                label_value(&v).ok_or_else(|| invalid(ENV_SERVICE, &v, FORM_LABEL_VALUE))?;
         }
         if let Some(v) = lookup(ENV_NODE_ID) {
-            self.node_id = Some(label_value(&v).ok_or_else(|| invalid(ENV_NODE_ID, &v, FORM_LABEL_VALUE))?);
+            self.node_id =
+                Some(label_value(&v).ok_or_else(|| invalid(ENV_NODE_ID, &v, FORM_LABEL_VALUE))?);
         }
         if let Some(v) = lookup(ENV_CONST_LABELS) {
             for pair in v.split(',').map(str::trim).filter(|p| !p.is_empty()) {
-                let (name, value) = pair.split_once('=').ok_or_else(|| invalid(ENV_CONST_LABELS, &v, FORM_CONST_LABELS))?;
+                let (name, value) = pair
+                    .split_once('=')
+                    .ok_or_else(|| invalid(ENV_CONST_LABELS, &v, FORM_CONST_LABELS))?;
                 let name = name.trim();
-                let value = label_value(value).ok_or_else(|| invalid(ENV_CONST_LABELS, &v, FORM_CONST_LABELS))?;
+                let value = label_value(value)
+                    .ok_or_else(|| invalid(ENV_CONST_LABELS, &v, FORM_CONST_LABELS))?;
                 if !is_valid_label_name(name) {
                     return Err(invalid(ENV_CONST_LABELS, &v, FORM_CONST_LABELS));
                 }
@@ -229,31 +242,57 @@ impl TelemetryBuilder {
     }
 
     fn validate(&self) -> Result<(), Error> {
-        let bad = |option: &'static str, reason: String| Err(Error::InvalidConfig { option, reason });
+        let bad =
+            |option: &'static str, reason: String| Err(Error::InvalidConfig { option, reason });
         if !(1..=1_000_000).contains(&self.cardinality_limit) {
-            return bad("cardinality_limit", format!("{} is not from 1 to 1000000", self.cardinality_limit));
+            return bad(
+                "cardinality_limit",
+                format!("{} is not from 1 to 1000000", self.cardinality_limit),
+            );
         }
         let w = self.error_rate_window;
         if !(1..=3600).contains(&w.as_secs()) || w.subsec_nanos() != 0 {
-            return bad("error_rate_window", format!("{w:?} is not whole seconds from 1 to 3600"));
+            return bad(
+                "error_rate_window",
+                format!("{w:?} is not whole seconds from 1 to 3600"),
+            );
         }
         if self.drain > Duration::from_secs(300) {
-            return bad("drain_period", format!("{:?} is longer than 300 s", self.drain));
+            return bad(
+                "drain_period",
+                format!("{:?} is longer than 300 s", self.drain),
+            );
         }
         if self.check_timeout.is_zero() || self.check_timeout > Duration::from_secs(60) {
-            return bad("check_timeout", format!("{:?} is not from 1 ns to 60 s", self.check_timeout));
+            return bad(
+                "check_timeout",
+                format!("{:?} is not from 1 ns to 60 s", self.check_timeout),
+            );
         }
         for (name, value) in self.all_const_labels() {
             if !is_valid_label_name(&name) || name == "otel_metric_overflow" {
-                return bad("const_labels", format!("{name:?} is not a valid label name"));
+                return bad(
+                    "const_labels",
+                    format!("{name:?} is not a valid label name"),
+                );
             }
             if label_value(&value).is_none() {
-                return bad("const_labels", format!("value of {name:?} must be non-empty, at most 128 bytes"));
+                return bad(
+                    "const_labels",
+                    format!("value of {name:?} must be non-empty, at most 128 bytes"),
+                );
             }
-            let clashes = self.rules.rules.iter().any(|r| r.metric.label_names.contains(&name))
+            let clashes = self
+                .rules
+                .rules
+                .iter()
+                .any(|r| r.metric.label_names.contains(&name))
                 || self.rules.prefix_labels.contains(&name);
             if clashes {
-                return bad("const_labels", format!("{name:?} is also a label of a rule"));
+                return bad(
+                    "const_labels",
+                    format!("{name:?} is also a label of a rule"),
+                );
             }
         }
         for (metric, buckets) in &self.buckets {
@@ -261,10 +300,21 @@ impl TelemetryBuilder {
                 && buckets.iter().all(|b| b.is_finite())
                 && buckets.windows(2).all(|w| w[0] < w[1]);
             if !ok {
-                return bad("buckets", format!("buckets of {metric} must be finite and strictly increasing"));
+                return bad(
+                    "buckets",
+                    format!("buckets of {metric} must be finite and strictly increasing"),
+                );
             }
-            if !self.rules.rules.iter().any(|r| &r.metric.name == metric && !r.metric.buckets.is_empty()) {
-                return bad("buckets", format!("{metric} is not a histogram of the rules"));
+            if !self
+                .rules
+                .rules
+                .iter()
+                .any(|r| &r.metric.name == metric && !r.metric.buckets.is_empty())
+            {
+                return bad(
+                    "buckets",
+                    format!("{metric} is not a histogram of the rules"),
+                );
             }
         }
         Ok(())
@@ -302,8 +352,13 @@ fn label_value(v: &str) -> Option<String> {
 }
 
 fn parse_buckets(v: &str) -> Option<Vec<f64>> {
-    let b: Vec<f64> = v.split(',').map(|x| x.trim().parse::<f64>()).collect::<Result<_, _>>().ok()?;
-    (!b.is_empty() && b.iter().all(|x| x.is_finite()) && b.windows(2).all(|w| w[0] < w[1])).then_some(b)
+    let b: Vec<f64> = v
+        .split(',')
+        .map(|x| x.trim().parse::<f64>())
+        .collect::<Result<_, _>>()
+        .ok()?;
+    (!b.is_empty() && b.iter().all(|x| x.is_finite()) && b.windows(2).all(|w| w[0] < w[1]))
+        .then_some(b)
 }
 
 /// `60`, `60s`, `500ms`, `5m`.

@@ -1,7 +1,5 @@
 //! The OpenTelemetry side: an `SdkMeterProvider` whose reader is the `opentelemetry-prometheus`
-//! exporter, feeding a `prometheus::Registry` that carries the operator's constant labels.
-
-use std::collections::HashMap;
+//! exporter, feeding a `prometheus::Registry`.
 
 use opentelemetry::metrics::{Meter, MeterProvider as _};
 use opentelemetry_sdk::metrics::{SdkMeterProvider, Stream};
@@ -25,12 +23,11 @@ impl std::fmt::Debug for Exporter {
 }
 
 impl Exporter {
-    /// `sdk_limit` is the SDK's per-instrument cardinality limit; the layer's own limit is kept
-    /// below it so the SDK never folds series by itself.
-    pub(crate) fn new(const_labels: &[(String, String)], sdk_limit: usize) -> Result<(Self, Meter), Error> {
-        let labels: HashMap<String, String> = const_labels.iter().cloned().collect();
-        let registry = prometheus::Registry::new_custom(None, (!labels.is_empty()).then_some(labels))
-            .map_err(|e| Error::Exporter(e.to_string()))?;
+    /// `limit` is the layer's per-metric cardinality limit; the SDK's is set above it.
+    /// Constant labels are not set here but on every series' attributes (the exporter then
+    /// prints all labels sorted by name, which keeps the exposition stable).
+    pub(crate) fn new(limit: usize) -> Result<(Self, Meter), Error> {
+        let registry = prometheus::Registry::new();
         let reader = opentelemetry_prometheus::exporter()
             .with_registry(registry.clone())
             .without_units()
@@ -40,8 +37,12 @@ impl Exporter {
             .map_err(|e| Error::Exporter(e.to_string()))?;
         let provider = SdkMeterProvider::builder()
             .with_reader(reader)
-            .with_view(move |_: &opentelemetry_sdk::metrics::Instrument| {
-                Stream::builder().with_cardinality_limit(sdk_limit).build().ok()
+            .with_view(move |i: &opentelemetry_sdk::metrics::Instrument| {
+                let sdk_limit = crate::meters::sdk_cardinality_limit(i.name(), limit);
+                Stream::builder()
+                    .with_cardinality_limit(sdk_limit)
+                    .build()
+                    .ok()
             })
             .build();
         let meter = provider.meter("dchat-telemetry");
@@ -52,7 +53,9 @@ impl Exporter {
     pub(crate) fn render(&self) -> Result<String, Error> {
         let families = self.registry.gather();
         let mut out = Vec::with_capacity(16 * 1024);
-        TextEncoder::new().encode(&families, &mut out).map_err(|e| Error::Exporter(e.to_string()))?;
+        TextEncoder::new()
+            .encode(&families, &mut out)
+            .map_err(|e| Error::Exporter(e.to_string()))?;
         String::from_utf8(out).map_err(|e| Error::Exporter(e.to_string()))
     }
 

@@ -40,7 +40,9 @@ pub struct Health {
 
 impl std::fmt::Debug for Health {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Health").field("ready", &self.is_ready()).finish_non_exhaustive()
+        f.debug_struct("Health")
+            .field("ready", &self.is_ready())
+            .finish_non_exhaustive()
     }
 }
 
@@ -114,13 +116,21 @@ impl Report {
             .filter(|(_, r)| r.iter().any(|c| c.status == Status::Fail))
             .map(|(k, _)| k.as_str())
             .collect();
-        let status = if failing.is_empty() { Status::Pass } else { Status::Fail };
+        let status = if failing.is_empty() {
+            Status::Pass
+        } else {
+            Status::Fail
+        };
         let description = if failing.is_empty() {
             format!("{kind}: all checks pass")
         } else {
             format!("{kind}: failing: {}", failing.join(", "))
         };
-        Report { status, description, checks }
+        Report {
+            status,
+            description,
+            checks,
+        }
     }
 
     /// Whether the overall status is `pass` (or `warn`).
@@ -152,17 +162,28 @@ impl Health {
     }
 
     pub(crate) fn set_failure_metric(&self, metric: Arc<Metric>) {
-        *self.inner.failures.lock().unwrap_or_else(PoisonError::into_inner) = Some(metric);
+        *self
+            .inner
+            .failures
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner) = Some(metric);
     }
 
     /// The readiness gate `name`, created not ready on first use; the same name gives the same
     /// gate.
     pub fn readiness_gate(&self, name: &str) -> ReadinessGate {
-        let mut gates = self.inner.gates.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut gates = self
+            .inner
+            .gates
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
         if let Some(g) = gates.iter().find(|g| &*g.name == name) {
             return g.clone();
         }
-        let gate = ReadinessGate { name: name.into(), ready: Arc::new(AtomicBool::new(false)) };
+        let gate = ReadinessGate {
+            name: name.into(),
+            ready: Arc::new(AtomicBool::new(false)),
+        };
         gates.push(gate.clone());
         gate
     }
@@ -174,9 +195,26 @@ impl Health {
     where
         F: Fn() -> Result<(), String> + Send + Sync + 'static,
     {
-        let mut checks = self.inner.checks.lock().unwrap_or_else(PoisonError::into_inner);
+        let metric = self
+            .inner
+            .failures
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone();
+        if let Some(m) = metric {
+            m.record(&[name], Num::U64(0)); // the series exists from the start
+        }
+        let mut checks = self
+            .inner
+            .checks
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
         checks.retain(|c| c.name != name);
-        checks.push(Check { name: name.to_owned(), run: Arc::new(check), running: Arc::new(AtomicBool::new(false)) });
+        checks.push(Check {
+            name: name.to_owned(),
+            run: Arc::new(check),
+            running: Arc::new(AtomicBool::new(false)),
+        });
     }
 
     /// Makes `/ready` fail from now on (shutdown has begun).
@@ -194,14 +232,26 @@ impl Health {
     #[must_use]
     pub fn is_ready(&self) -> bool {
         !self.is_shutting_down()
-            && self.inner.gates.lock().unwrap_or_else(PoisonError::into_inner).iter().all(ReadinessGate::is_ready)
+            && self
+                .inner
+                .gates
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .iter()
+                .all(ReadinessGate::is_ready)
     }
 
     /// The readiness report.
     #[must_use]
     pub fn readiness(&self) -> Report {
         let mut checks = BTreeMap::new();
-        for g in self.inner.gates.lock().unwrap_or_else(PoisonError::into_inner).iter() {
+        for g in self
+            .inner
+            .gates
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .iter()
+        {
             let ready = g.is_ready();
             checks.insert(
                 format!("{}:ready", g.name),
@@ -260,7 +310,12 @@ impl Health {
                 },
             };
             if outcome.is_err() {
-                let metric = self.inner.failures.lock().unwrap_or_else(PoisonError::into_inner).clone();
+                let metric = self
+                    .inner
+                    .failures
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .clone();
                 if let Some(m) = metric {
                     m.record(&[&name], Num::U64(1));
                 }
@@ -268,7 +323,11 @@ impl Health {
             checks.insert(
                 format!("{name}:liveness"),
                 vec![CheckResult {
-                    status: if outcome.is_ok() { Status::Pass } else { Status::Fail },
+                    status: if outcome.is_ok() {
+                        Status::Pass
+                    } else {
+                        Status::Fail
+                    },
                     component_type: "system",
                     output: outcome.err(),
                 }],
@@ -290,7 +349,11 @@ mod tests {
         assert!(!h.is_ready());
         let r = h.readiness();
         assert!(!r.is_pass());
-        assert!(r.description.contains("database:ready"), "{}", r.description);
+        assert!(
+            r.description.contains("database:ready"),
+            "{}",
+            r.description
+        );
         h.readiness_gate("database").set_ready(true);
         assert!(db.is_ready() && h.is_ready());
         h.begin_shutdown();
@@ -315,9 +378,17 @@ mod tests {
         assert_eq!(status("err:liveness"), Status::Fail);
         assert_eq!(status("panics:liveness"), Status::Fail);
         assert_eq!(status("hangs:liveness"), Status::Fail);
-        assert!(r.checks["hangs:liveness"][0].output.as_deref().unwrap_or("").contains("timed out"));
+        assert!(r.checks["hangs:liveness"][0]
+            .output
+            .as_deref()
+            .unwrap_or("")
+            .contains("timed out"));
         // Still hung: not started again.
         let r = h.liveness().await;
-        assert!(r.checks["hangs:liveness"][0].output.as_deref().unwrap_or("").contains("hung"));
+        assert!(r.checks["hangs:liveness"][0]
+            .output
+            .as_deref()
+            .unwrap_or("")
+            .contains("hung"));
     }
 }

@@ -45,7 +45,11 @@ pub fn sanitize_metric_name(name: &str) -> String {
         if i == 0 && c.is_ascii_digit() {
             out.push('_');
         }
-        out.push(if c.is_ascii_alphanumeric() || c == '_' || c == ':' { c } else { '_' });
+        out.push(if c.is_ascii_alphanumeric() || c == '_' || c == ':' {
+            c
+        } else {
+            '_'
+        });
     }
     if out.is_empty() {
         out.push('_');
@@ -70,7 +74,11 @@ pub fn sanitize_label_name(name: &str) -> String {
 pub fn push_sanitized(out: &mut String, value: &str, cap: usize) -> bool {
     let start = out.len();
     for c in value.chars() {
-        let c = if c.is_control() && c != '\n' && c != '\t' { '\u{FFFD}' } else { c };
+        let c = if c.is_control() && c != '\n' && c != '\t' {
+            '\u{FFFD}'
+        } else {
+            c
+        };
         if out.len() - start + c.len_utf8() > cap {
             return false;
         }

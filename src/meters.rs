@@ -56,7 +56,9 @@ pub(crate) struct Series {
 
 impl std::fmt::Debug for Series {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Series").field("values", &self.values).finish_non_exhaustive()
+        f.debug_struct("Series")
+            .field("values", &self.values)
+            .finish_non_exhaustive()
     }
 }
 
@@ -81,7 +83,11 @@ impl Series {
     pub(crate) fn key_eq(&self, set: u32, values: &[&str]) -> bool {
         self.set == set
             && self.values.len() == values.len()
-            && self.values.iter().zip(values).all(|(a, b)| a.as_ref() == *b)
+            && self
+                .values
+                .iter()
+                .zip(values)
+                .all(|(a, b)| a.as_ref() == *b)
     }
 }
 
@@ -95,11 +101,15 @@ pub(crate) struct Metric {
     label_sets: Mutex<Vec<Vec<String>>>,
     /// Set for every metric but the self-metrics, which must not recurse into themselves.
     self_metrics: Option<Arc<SelfMetrics>>,
+    /// The operator's constant labels, added to every series.
+    const_attrs: Arc<[KeyValue]>,
 }
 
 impl std::fmt::Debug for Metric {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Metric").field("name", &self.def.name).finish_non_exhaustive()
+        f.debug_struct("Metric")
+            .field("name", &self.def.name)
+            .finish_non_exhaustive()
     }
 }
 
@@ -113,7 +123,10 @@ struct SeriesTable {
 impl Metric {
     /// The id of a list of label names, registered once per callsite (not on the hot path).
     pub(crate) fn label_set_id(&self, names: &[String]) -> u32 {
-        let mut sets = self.label_sets.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut sets = self
+            .label_sets
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
         if let Some(i) = sets.iter().position(|s| s == names) {
             return i as u32;
         }
@@ -130,41 +143,51 @@ impl Metric {
     /// past the cardinality limit, the overflow series.
     pub(crate) fn series(&self, hash: u64, set: u32, values: &[&str]) -> Arc<Series> {
         {
-            let map = self.table.map.read().unwrap_or_else(PoisonError::into_inner);
+            let map = self
+                .table
+                .map
+                .read()
+                .unwrap_or_else(PoisonError::into_inner);
             if let Some(s) = map.find(hash, |s| s.key_eq(set, values)) {
                 return Arc::clone(s);
             }
-        }
-        let mut map = self.table.map.write().unwrap_or_else(PoisonError::into_inner);
-        if let Some(s) = map.find(hash, |s| s.key_eq(set, values)) {
-            return Arc::clone(s);
-        }
-        if map.len() >= self.table.limit {
-            drop(map);
-            if let Some(sm) = &self.self_metrics {
-                sm.label_set_dropped(&self.def.name);
+            if map.len() >= self.table.limit {
+                drop(map);
+                return self.overflow();
             }
-            return Arc::clone(self.table.overflow.get_or_init(|| {
-                Arc::new(self.make_series(0, u32::MAX, Box::new([]), vec![KeyValue::new(
-                    "otel.metric.overflow",
-                    true,
-                )]))
-            }));
         }
+        // Bind outside the lock: the SDK may log through tracing while binding, and that event
+        // may come back into this layer.
         let attrs = {
-            let sets = self.label_sets.lock().unwrap_or_else(PoisonError::into_inner);
+            let sets = self
+                .label_sets
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner);
             sets.get(set as usize)
                 .map(|names| {
                     names
                         .iter()
                         .zip(values)
                         .map(|(k, v)| KeyValue::new(k.clone(), (*v).to_owned()))
+                        .chain(self.const_attrs.iter().cloned())
                         .collect()
                 })
                 .unwrap_or_default()
         };
         let owned: Box<[Box<str>]> = values.iter().map(|v| Box::from(*v)).collect();
         let series = Arc::new(self.make_series(hash, set, owned, attrs));
+        let mut map = self
+            .table
+            .map
+            .write()
+            .unwrap_or_else(PoisonError::into_inner);
+        if let Some(s) = map.find(hash, |s| s.key_eq(set, values)) {
+            return Arc::clone(s); // another thread won the race; ours is dropped (unbound)
+        }
+        if map.len() >= self.table.limit {
+            drop(map);
+            return self.overflow();
+        }
         let hasher = &self.table.hasher;
         map.insert_unique(hash, Arc::clone(&series), |s| {
             hash_key(hasher, s.set, s.values.iter().map(|v| v.as_ref()))
@@ -172,24 +195,55 @@ impl Metric {
         series
     }
 
-    fn make_series(&self, hash: u64, set: u32, values: Box<[Box<str>]>, attrs: Vec<KeyValue>) -> Series {
+    /// The overflow series, counting one folded measurement.
+    #[cold]
+    fn overflow(&self) -> Arc<Series> {
+        if let Some(sm) = &self.self_metrics {
+            sm.label_set_dropped(&self.def.name);
+        }
+        Arc::clone(self.table.overflow.get_or_init(|| {
+            let mut attrs = vec![KeyValue::new("otel.metric.overflow", true)];
+            attrs.extend(self.const_attrs.iter().cloned());
+            Arc::new(self.make_series(0, u32::MAX, Box::new([]), attrs))
+        }))
+    }
+
+    fn make_series(
+        &self,
+        hash: u64,
+        set: u32,
+        values: Box<[Box<str>]>,
+        attrs: Vec<KeyValue>,
+    ) -> Series {
         let handle = match &self.instrument {
             Instrument::CounterU64(i) => Handle::CounterU64(i.bind(&attrs)),
             Instrument::CounterF64(i) => Handle::CounterF64(i.bind(&attrs)),
             Instrument::UpDown(i) => Handle::UpDown(i.bind(&attrs)),
             Instrument::Gauge(i) => Handle::Gauge(i.bind(&attrs)),
             Instrument::Histogram(i) => Handle::Histogram(i.bind(&attrs)),
-            Instrument::Rate => Handle::Rate(RateWindow::new(self.rate_window_secs(), self.origin())),
+            Instrument::Rate => {
+                Handle::Rate(RateWindow::new(self.rate_window_secs(), self.origin()))
+            }
         };
-        Series { hash, set, values, attrs, handle }
+        Series {
+            hash,
+            set,
+            values,
+            attrs,
+            handle,
+        }
     }
 
     fn rate_window_secs(&self) -> u32 {
-        self.self_metrics.as_ref().map_or(60, |s| s.rate_window_secs)
+        self.self_metrics
+            .as_ref()
+            .map_or(60, |s| s.rate_window_secs)
     }
 
     fn origin(&self) -> Instant {
-        self.self_metrics.as_ref().map_or_else(Instant::now, |s| s.origin)
+        self.self_metrics
+            .as_ref()
+            .map_or_else(Instant::now, |s| s.origin)
     }
 
     /// Records `value` into the series for `values`, counting what cannot be recorded.
@@ -208,18 +262,34 @@ impl Metric {
     /// Counts one value of this metric that could not be recorded.
     pub(crate) fn dropped(&self, reason: DropReason) {
         if let Some(sm) = &self.self_metrics {
-            sm.values_dropped.record(&[&self.def.name, reason.as_str()], Num::U64(1));
+            sm.values_dropped
+                .record(&[&self.def.name, reason.as_str()], Num::U64(1));
         }
     }
 
     /// The number of series (overflow excluded).
     pub(crate) fn series_count(&self) -> usize {
-        self.table.map.read().unwrap_or_else(PoisonError::into_inner).len()
+        self.table
+            .map
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .len()
     }
 
     fn observe_rates(&self, observer: &dyn opentelemetry::metrics::AsyncInstrument<f64>) {
-        let map = self.table.map.read().unwrap_or_else(PoisonError::into_inner);
-        for s in map.iter().chain(self.table.overflow.get()) {
+        // Observe outside the lock: the SDK may log through tracing, back into this layer.
+        let series: Vec<Arc<Series>> = {
+            let map = self
+                .table
+                .map
+                .read()
+                .unwrap_or_else(PoisonError::into_inner);
+            map.iter()
+                .chain(self.table.overflow.get())
+                .cloned()
+                .collect()
+        };
+        for s in &series {
             if let Handle::Rate(w) = &s.handle {
                 observer.observe(w.per_second(), &s.attrs);
             }
@@ -242,17 +312,36 @@ impl SelfMetrics {
     }
 }
 
+/// Series limit of the self-metrics (also their SDK limit, see `sdk_cardinality_limit`).
+pub(crate) const SELF_LIMIT: usize = 10_000;
+
 /// Every metric of one `Telemetry`, by name.
 pub(crate) struct Meters {
     meter: Meter,
     limit: usize,
     self_metrics: Arc<SelfMetrics>,
+    const_attrs: Arc<[KeyValue]>,
     by_name: Mutex<HashMap<String, Arc<Metric>>>,
 }
 
 impl std::fmt::Debug for Meters {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Meters").field("limit", &self.limit).finish_non_exhaustive()
+        f.debug_struct("Meters")
+            .field("limit", &self.limit)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The SDK's cardinality limit for an instrument: above ours, so the SDK never folds series on
+/// its own (our overflow series is one more series, a few spare cover races).
+pub(crate) fn sdk_cardinality_limit(instrument: &str, limit: usize) -> usize {
+    let is_self = [&catalog::LABEL_SETS_DROPPED, &catalog::VALUES_DROPPED]
+        .iter()
+        .any(|m| m.name.strip_suffix("_total") == Some(instrument));
+    if is_self {
+        SELF_LIMIT + 8
+    } else {
+        limit + 8
     }
 }
 
@@ -263,7 +352,8 @@ pub(crate) fn integral_counter(def: &MetricDef, measures: &[&crate::rules::Measu
         && measures.iter().all(|m| match m {
             Measure::One => true,
             Measure::Fields { sources, default } => {
-                sources.iter().all(|(_, s)| *s == 1.0) && default.is_none_or(|d| d.fract() == 0.0 && d >= 0.0)
+                sources.iter().all(|(_, s)| *s == 1.0)
+                    && default.is_none_or(|d| d.fract() == 0.0 && d >= 0.0)
             }
             _ => false,
         })
@@ -272,9 +362,23 @@ pub(crate) fn integral_counter(def: &MetricDef, measures: &[&crate::rules::Measu
 impl Meters {
     /// `limit` is the per-metric cardinality limit; the SDK's own is set above it by the
     /// exporter's view.
-    pub(crate) fn new(meter: Meter, limit: usize, rate_window_secs: u32) -> Self {
+    pub(crate) fn new(
+        meter: Meter,
+        limit: usize,
+        rate_window_secs: u32,
+        const_attrs: Arc<[KeyValue]>,
+    ) -> Self {
         let make_self = |info: &catalog::MetricInfo| {
-            Arc::new(build_metric(&meter, MetricDef::from_info(info), true, limit, None))
+            // Self-metrics have one series per metric (and reason): bounded by the callsites in
+            // the program, so they get a limit of their own.
+            Arc::new(build_metric(
+                &meter,
+                MetricDef::from_info(info),
+                true,
+                SELF_LIMIT,
+                None,
+                Arc::clone(&const_attrs),
+            ))
         };
         let self_metrics = Arc::new(SelfMetrics {
             label_sets_dropped: make_self(&catalog::LABEL_SETS_DROPPED),
@@ -283,10 +387,19 @@ impl Meters {
             origin: Instant::now(),
         });
         let mut by_name = HashMap::new();
-        for m in [&self_metrics.label_sets_dropped, &self_metrics.values_dropped] {
+        for m in [
+            &self_metrics.label_sets_dropped,
+            &self_metrics.values_dropped,
+        ] {
             by_name.insert(m.def.name.clone(), Arc::clone(m));
         }
-        Meters { meter, limit, self_metrics, by_name: Mutex::new(by_name) }
+        Meters {
+            meter,
+            limit,
+            self_metrics,
+            const_attrs,
+            by_name: Mutex::new(by_name),
+        }
     }
 
     /// The metric named `def.name`, created on first use. `None` when a metric of that name
@@ -302,15 +415,28 @@ impl Meters {
             integral,
             self.limit,
             Some(Arc::clone(&self.self_metrics)),
+            Arc::clone(&self.const_attrs),
         ));
         by_name.insert(def.name.clone(), Arc::clone(&m));
+        drop(by_name);
         register_rate_observer(&self.meter, &m);
+        // Self-metric series start at 0, so that `increase()` sees their first rise.
+        let sm = &self.self_metrics;
+        sm.label_sets_dropped.record(&[&def.name], Num::U64(0));
+        for reason in DropReason::ALL {
+            sm.values_dropped
+                .record(&[&def.name, reason.as_str()], Num::U64(0));
+        }
         Some(m)
     }
 
     /// Looks a metric up by its scraped name.
     pub(crate) fn get(&self, name: &str) -> Option<Arc<Metric>> {
-        self.by_name.lock().unwrap_or_else(PoisonError::into_inner).get(name).cloned()
+        self.by_name
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(name)
+            .cloned()
     }
 }
 
@@ -320,24 +446,45 @@ fn build_metric(
     integral: bool,
     limit: usize,
     self_metrics: Option<Arc<SelfMetrics>>,
+    const_attrs: Arc<[KeyValue]>,
 ) -> Metric {
     // The exporter appends `_total` to counters; instruments are named without it.
-    let base = def.name.strip_suffix("_total").unwrap_or(&def.name).to_owned();
+    let base = def
+        .name
+        .strip_suffix("_total")
+        .unwrap_or(&def.name)
+        .to_owned();
     let help = def.help.clone();
     let unit = def.unit.clone();
     let instrument = match def.kind {
         MetricKind::Counter if integral => Instrument::CounterU64(
-            meter.u64_counter(base).with_description(help).with_unit(unit).build(),
+            meter
+                .u64_counter(base)
+                .with_description(help)
+                .with_unit(unit)
+                .build(),
         ),
         MetricKind::Counter => Instrument::CounterF64(
-            meter.f64_counter(base).with_description(help).with_unit(unit).build(),
+            meter
+                .f64_counter(base)
+                .with_description(help)
+                .with_unit(unit)
+                .build(),
         ),
         MetricKind::UpDownCounter => Instrument::UpDown(
-            meter.i64_up_down_counter(base).with_description(help).with_unit(unit).build(),
+            meter
+                .i64_up_down_counter(base)
+                .with_description(help)
+                .with_unit(unit)
+                .build(),
         ),
-        MetricKind::Gauge => {
-            Instrument::Gauge(meter.f64_gauge(base).with_description(help).with_unit(unit).build())
-        }
+        MetricKind::Gauge => Instrument::Gauge(
+            meter
+                .f64_gauge(base)
+                .with_description(help)
+                .with_unit(unit)
+                .build(),
+        ),
         MetricKind::Histogram => Instrument::Histogram(
             meter
                 .f64_histogram(base)
@@ -355,7 +502,14 @@ fn build_metric(
         overflow: OnceLock::new(),
     };
     let label_sets = Mutex::new(vec![def.label_names.clone()]);
-    Metric { def, instrument, table, label_sets, self_metrics }
+    Metric {
+        def,
+        instrument,
+        table,
+        label_sets,
+        self_metrics,
+        const_attrs,
+    }
 }
 
 fn hash_key<'a>(

@@ -17,7 +17,10 @@ const COUNT_MASK: u64 = u32::MAX as u64;
 impl RateWindow {
     pub(crate) fn new(window_secs: u32, origin: Instant) -> Self {
         let n = window_secs.max(1) as usize;
-        RateWindow { origin, slots: (0..n).map(|_| AtomicU64::new(0)).collect() }
+        RateWindow {
+            origin,
+            slots: (0..n).map(|_| AtomicU64::new(0)).collect(),
+        }
     }
 
     fn now_sec(&self) -> u64 {

@@ -100,7 +100,6 @@ impl MetricDef {
 impl Rule {
     /// Starts a rule that feeds the metric `name` (as scraped: counters end in `_total`) of the
     /// given kind. By default it matches every event; narrow it with the `with_*` matchers.
-    #[must_use]
     pub fn builder(kind: MetricKind, name: impl Into<String>) -> RuleBuilder {
         RuleBuilder {
             kind: Kind::Event,
@@ -122,7 +121,6 @@ impl Rule {
 
     /// Starts a rule for a metric of the [catalogue](crate::catalog), taking its name, kind,
     /// unit, help and buckets from there. Labels still have to be given with `with_label*`.
-    #[must_use]
     pub fn for_metric(info: &MetricInfo) -> RuleBuilder {
         let mut b = Rule::builder(info.kind, info.name);
         b.metric = MetricDef::from_info(info);
@@ -226,7 +224,10 @@ impl RuleBuilder {
         match &mut self.measure {
             Some(Measure::Fields { sources, .. }) => sources.push((field, scale)),
             _ => {
-                self.measure = Some(Measure::Fields { sources: vec![(field, scale)], default: None })
+                self.measure = Some(Measure::Fields {
+                    sources: vec![(field, scale)],
+                    default: None,
+                })
             }
         }
         self
@@ -236,7 +237,12 @@ impl RuleBuilder {
     pub fn with_value_default(mut self, default: f64) -> Self {
         match &mut self.measure {
             Some(Measure::Fields { default: d, .. }) => *d = Some(default),
-            _ => self.measure = Some(Measure::Fields { sources: Vec::new(), default: Some(default) }),
+            _ => {
+                self.measure = Some(Measure::Fields {
+                    sources: Vec::new(),
+                    default: Some(default),
+                })
+            }
         }
         self
     }
@@ -254,7 +260,8 @@ impl RuleBuilder {
         name: impl Into<String>,
         sources: impl IntoIterator<Item = LabelSource>,
     ) -> Self {
-        self.labels.push((name.into(), sources.into_iter().collect()));
+        self.labels
+            .push((name.into(), sources.into_iter().collect()));
         self
     }
 
@@ -283,7 +290,12 @@ impl RuleBuilder {
     /// not fit the metric kind or Prometheus' rules.
     pub fn build(self) -> Result<Rule, Error> {
         let m = &self.metric;
-        let fail = |reason: String| Err(Error::InvalidRule { metric: m.name.clone(), reason });
+        let fail = |reason: String| {
+            Err(Error::InvalidRule {
+                metric: m.name.clone(),
+                reason,
+            })
+        };
         if !is_valid_metric_name(&m.name) {
             return fail("not a valid Prometheus metric name ([a-zA-Z_:][a-zA-Z0-9_:]*)".into());
         }
@@ -308,7 +320,9 @@ impl RuleBuilder {
         let mut label_names = Vec::with_capacity(self.labels.len());
         for (label, sources) in &self.labels {
             if !is_valid_label_name(label) || label == "otel_metric_overflow" {
-                return fail(format!("label {label:?} is not a valid, unreserved label name"));
+                return fail(format!(
+                    "label {label:?} is not a valid, unreserved label name"
+                ));
             }
             if label_names.contains(label) {
                 return fail(format!("label {label:?} given twice"));
@@ -336,7 +350,9 @@ impl RuleBuilder {
                 if sources.is_empty() && default.is_none() {
                     return fail("a field measure needs a field or a default".into());
                 }
-                if sources.iter().any(|(_, s)| !s.is_finite()) || default.is_some_and(|d| !d.is_finite()) {
+                if sources.iter().any(|(_, s)| !s.is_finite())
+                    || default.is_some_and(|d| !d.is_finite())
+                {
                     return fail("scales and defaults must be finite".into());
                 }
             }
@@ -374,7 +390,11 @@ impl Rules {
     /// No rules, and no field-prefix metrics.
     #[must_use]
     pub fn empty() -> Self {
-        Rules { rules: Vec::new(), prefix_fields: false, prefix_labels: Vec::new() }
+        Rules {
+            rules: Vec::new(),
+            prefix_fields: false,
+            prefix_labels: Vec::new(),
+        }
     }
 
     /// dchat's conventions (the table in the crate docs), built from the catalogue; field-prefix
@@ -388,7 +408,12 @@ impl Rules {
                 LabelSource::Target,
             ]
         };
-        let operation = || [LabelSource::field("db.operation"), LabelSource::field("operation")];
+        let operation = || {
+            [
+                LabelSource::field("db.operation"),
+                LabelSource::field("operation"),
+            ]
+        };
         let rules = [
             Rule::for_metric(&catalog::MESSAGES_SENT)
                 .with_event_name("message.sent")
@@ -413,7 +438,9 @@ impl Rules {
                 .with_span_name("db.query")
                 .with_measure(Measure::SpanDuration)
                 .with_label_from("operation", operation()),
-            Rule::for_metric(&catalog::ERRORS).with_level(Level::ERROR).with_label_from("type", err_type()),
+            Rule::for_metric(&catalog::ERRORS)
+                .with_level(Level::ERROR)
+                .with_label_from("type", err_type()),
             Rule::for_metric(&catalog::ERROR_RATE)
                 .with_level(Level::ERROR)
                 .with_label_from("type", err_type()),
@@ -428,7 +455,9 @@ impl Rules {
         Rules {
             rules,
             prefix_fields: true,
-            prefix_labels: ["channel", "relay", "operation", "type"].map(String::from).to_vec(),
+            prefix_labels: ["channel", "relay", "operation", "type"]
+                .map(String::from)
+                .to_vec(),
         }
     }
 
@@ -520,7 +549,14 @@ mod tests {
         rules.validate().unwrap();
         assert_eq!(rules.rules().len(), 7);
         let fields = rules.label_fields();
-        for f in ["channel", "relay", "db.operation", "operation", "error.type", "error_kind"] {
+        for f in [
+            "channel",
+            "relay",
+            "db.operation",
+            "operation",
+            "error.type",
+            "error_kind",
+        ] {
             assert!(fields.iter().any(|x| x == f), "{f}");
         }
     }
@@ -533,10 +569,18 @@ mod tests {
             Rule::builder(MetricKind::Counter, "1x_total").with_description("d"),
             Rule::builder(MetricKind::Counter, "x_total"),
             Rule::builder(MetricKind::Histogram, "h").with_description("d"),
-            Rule::builder(MetricKind::Histogram, "h").with_description("d").with_buckets([2.0, 1.0]),
-            Rule::builder(MetricKind::Histogram, "h").with_description("d").with_buckets([f64::NAN]),
-            Rule::builder(MetricKind::Counter, "x_total").with_description("d").with_label("le"),
-            Rule::builder(MetricKind::Counter, "x_total").with_description("d").with_label("a.b"),
+            Rule::builder(MetricKind::Histogram, "h")
+                .with_description("d")
+                .with_buckets([2.0, 1.0]),
+            Rule::builder(MetricKind::Histogram, "h")
+                .with_description("d")
+                .with_buckets([f64::NAN]),
+            Rule::builder(MetricKind::Counter, "x_total")
+                .with_description("d")
+                .with_label("le"),
+            Rule::builder(MetricKind::Counter, "x_total")
+                .with_description("d")
+                .with_label("a.b"),
             Rule::builder(MetricKind::Counter, "x_total")
                 .with_description("d")
                 .with_measure(Measure::SpanDuration),
@@ -553,8 +597,14 @@ mod tests {
 
     #[test]
     fn conflicting_definitions_are_rejected() {
-        let a = Rule::builder(MetricKind::Counter, "x_total").with_description("a").build().unwrap();
-        let b = Rule::builder(MetricKind::Counter, "x_total").with_description("b").build().unwrap();
+        let a = Rule::builder(MetricKind::Counter, "x_total")
+            .with_description("a")
+            .build()
+            .unwrap();
+        let b = Rule::builder(MetricKind::Counter, "x_total")
+            .with_description("b")
+            .build()
+            .unwrap();
         assert!(Rules::empty().with_rule(a).with_rule(b).validate().is_err());
     }
 }

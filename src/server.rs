@@ -58,9 +58,18 @@ impl Telemetry {
             .route("/health", get(health))
             .route("/ready", get(ready))
             .with_state(self.clone())
-            .layer(CompressionLayer::new().gzip(true).no_br().no_deflate().no_zstd())
+            .layer(
+                CompressionLayer::new()
+                    .gzip(true)
+                    .no_br()
+                    .no_deflate()
+                    .no_zstd(),
+            )
             .layer(RequestBodyLimitLayer::new(MAX_BODY))
-            .layer(TimeoutLayer::with_status_code(StatusCode::REQUEST_TIMEOUT, REQUEST_TIMEOUT))
+            .layer(TimeoutLayer::with_status_code(
+                StatusCode::REQUEST_TIMEOUT,
+                REQUEST_TIMEOUT,
+            ))
     }
 
     /// Serves the routes on the configured address (`DCHAT_TELEMETRY_ADDR`, default
@@ -77,9 +86,14 @@ impl Telemetry {
     ///
     /// # Errors
     /// [`Error::Bind`] when the address cannot be bound.
-    pub async fn serve_with_shutdown(self, signal: impl Future<Output = ()> + Send) -> Result<(), Error> {
+    pub async fn serve_with_shutdown(
+        self,
+        signal: impl Future<Output = ()> + Send,
+    ) -> Result<(), Error> {
         let addr = self.addr();
-        let listener = TcpListener::bind(addr).await.map_err(|source| Error::Bind { addr, source })?;
+        let listener = TcpListener::bind(addr)
+            .await
+            .map_err(|source| Error::Bind { addr, source })?;
         self.serve_on(listener, signal).await
     }
 
@@ -90,7 +104,11 @@ impl Telemetry {
     ///
     /// # Errors
     /// None today besides those of binding; the `Result` leaves room for fatal listener errors.
-    pub async fn serve_on(self, listener: TcpListener, signal: impl Future<Output = ()> + Send) -> Result<(), Error> {
+    pub async fn serve_on(
+        self,
+        listener: TcpListener,
+        signal: impl Future<Output = ()> + Send,
+    ) -> Result<(), Error> {
         let router = self.router();
         let graceful = GracefulShutdown::new();
         let permits = Arc::new(Semaphore::new(MAX_CONNECTIONS));
@@ -157,12 +175,20 @@ async fn metrics(State(t): State<Telemetry>) -> Response {
     match tokio::task::spawn_blocking(move || t.render()).await {
         Ok(Ok(body)) => ([(header::CONTENT_TYPE, CONTENT_TYPE)], body).into_response(),
         Ok(Err(e)) => (StatusCode::INTERNAL_SERVER_ERROR, e.to_string()).into_response(),
-        Err(e) => (StatusCode::INTERNAL_SERVER_ERROR, format!("render task failed: {e}")).into_response(),
+        Err(e) => (
+            StatusCode::INTERNAL_SERVER_ERROR,
+            format!("render task failed: {e}"),
+        )
+            .into_response(),
     }
 }
 
 fn report(r: &Report) -> Response {
-    let code = if r.is_pass() { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
+    let code = if r.is_pass() {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
     match serde_json::to_vec(r) {
         Ok(body) => (code, [(header::CONTENT_TYPE, HEALTH_CONTENT_TYPE)], body).into_response(),
         Err(e) => (StatusCode::INTERNAL_SERVER_ERROR, e.to_string()).into_response(),

@@ -4,6 +4,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use opentelemetry::metrics::Meter;
+use opentelemetry::KeyValue;
 use tracing_core::Subscriber;
 use tracing_subscriber::filter::Filtered;
 use tracing_subscriber::registry::LookupSpan;
@@ -59,7 +60,9 @@ pub struct Telemetry {
 
 impl std::fmt::Debug for Telemetry {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Telemetry").field("addr", &self.inner.config.addr).finish_non_exhaustive()
+        f.debug_struct("Telemetry")
+            .field("addr", &self.inner.config.addr)
+            .finish_non_exhaustive()
     }
 }
 
@@ -70,28 +73,34 @@ impl Telemetry {
     }
 
     pub(crate) fn from_builder(config: TelemetryBuilder) -> Result<Self, Error> {
-        // The SDK's limit sits above ours: our overflow series is one more series, and a few
-        // spare keep the SDK from ever folding on its own.
-        let sdk_limit = config.cardinality_limit + 8;
-        let (exporter, meter) = Exporter::new(&config.all_const_labels(), sdk_limit)?;
+        let (exporter, meter) = Exporter::new(config.cardinality_limit)?;
+        let const_attrs: Arc<[KeyValue]> = config
+            .all_const_labels()
+            .into_iter()
+            .map(|(k, v)| KeyValue::new(k, v))
+            .collect();
         let meters = Arc::new(Meters::new(
             meter.clone(),
             config.cardinality_limit,
             config.error_rate_window.as_secs().clamp(1, 3600) as u32,
+            Arc::clone(&const_attrs),
         ));
         let compiled = Compiled::new(&config.effective_rules(), Arc::clone(&meters))?;
         let shared = Shared::new(compiled);
         let builtin = |info: &catalog::MetricInfo| {
-            meters.get_or_create(&MetricDef::from_info(info), true).ok_or_else(|| Error::InvalidRule {
-                metric: info.name.to_owned(),
-                reason: "a rule defines a metric with this built-in name".into(),
-            })
+            meters
+                .get_or_create(&MetricDef::from_info(info), true)
+                .ok_or_else(|| Error::InvalidRule {
+                    metric: info.name.to_owned(),
+                    reason: "a rule defines a metric with this built-in name".into(),
+                })
         };
         let scrapes = builtin(&catalog::SCRAPES)?;
         let scrape_duration = builtin(&catalog::SCRAPE_DURATION)?;
         let failures = builtin(&catalog::HEALTH_CHECK_FAILURES)?;
         let health = Health::new(config.check_timeout);
         health.set_failure_metric(failures);
+        scrapes.record(&[], Num::U64(0));
         let render_failed = Arc::new(std::sync::atomic::AtomicBool::new(false));
         {
             let flag = Arc::clone(&render_failed);
@@ -109,7 +118,9 @@ impl Telemetry {
                 .f64_observable_gauge(catalog::READY.name)
                 .with_description(catalog::READY.help)
                 .with_unit(catalog::READY.unit)
-                .with_callback(move |o| o.observe(if health.is_ready() { 1.0 } else { 0.0 }, &[]))
+                .with_callback(move |o| {
+                    o.observe(if health.is_ready() { 1.0 } else { 0.0 }, &const_attrs)
+                })
                 .build();
         }
         Ok(Telemetry {
@@ -144,9 +155,13 @@ impl Telemetry {
     pub fn render(&self) -> Result<String, Error> {
         let start = Instant::now();
         let r = self.inner.exporter.render();
-        self.inner.render_failed.store(r.is_err(), std::sync::atomic::Ordering::SeqCst);
+        self.inner
+            .render_failed
+            .store(r.is_err(), std::sync::atomic::Ordering::SeqCst);
         self.inner.scrapes.record(&[], Num::U64(1));
-        self.inner.scrape_duration.record(&[], Num::F64(start.elapsed().as_secs_f64()));
+        self.inner
+            .scrape_duration
+            .record(&[], Num::F64(start.elapsed().as_secs_f64()));
         r
     }
 

@@ -29,6 +29,14 @@ pub(crate) enum DropReason {
 }
 
 impl DropReason {
+    pub(crate) const ALL: [DropReason; 5] = [
+        DropReason::Negative,
+        DropReason::NotFinite,
+        DropReason::OutOfRange,
+        DropReason::WrongType,
+        DropReason::KindConflict,
+    ];
+
     pub(crate) fn as_str(self) -> &'static str {
         match self {
             DropReason::Negative => "negative",
@@ -50,7 +58,9 @@ impl Num {
         if let Ok(v) = s.parse::<i64>() {
             return Ok(Num::I64(v));
         }
-        s.parse::<f64>().map(Num::F64).map_err(|_| DropReason::WrongType)
+        s.parse::<f64>()
+            .map(Num::F64)
+            .map_err(|_| DropReason::WrongType)
     }
 
     /// Multiplies by `scale` (1.0 keeps integers integral).
@@ -132,12 +142,21 @@ mod tests {
     fn counter_conversions() {
         assert_eq!(Num::U64(u64::MAX).to_counter_u64(), Ok(u64::MAX));
         assert_eq!(Num::I64(-1).to_counter_u64(), Err(DropReason::Negative));
-        assert_eq!(Num::F64(f64::NAN).to_counter_u64(), Err(DropReason::NotFinite));
+        assert_eq!(
+            Num::F64(f64::NAN).to_counter_u64(),
+            Err(DropReason::NotFinite)
+        );
         assert_eq!(Num::F64(2.5).to_counter_u64(), Err(DropReason::OutOfRange));
         assert_eq!(Num::F64(3.0).to_counter_u64(), Ok(3));
-        assert_eq!(Num::F64(1e300).to_counter_u64(), Err(DropReason::OutOfRange));
+        assert_eq!(
+            Num::F64(1e300).to_counter_u64(),
+            Err(DropReason::OutOfRange)
+        );
         assert_eq!(Num::I128(-5).to_counter_u64(), Err(DropReason::Negative));
-        assert_eq!(Num::U128(u128::MAX).to_counter_u64(), Err(DropReason::OutOfRange));
+        assert_eq!(
+            Num::U128(u128::MAX).to_counter_u64(),
+            Err(DropReason::OutOfRange)
+        );
         assert_eq!(Num::F64(-0.5).to_counter_f64(), Err(DropReason::Negative));
         assert_eq!(Num::F64(f64::INFINITY).to_f64(), Err(DropReason::NotFinite));
         assert_eq!(Num::U64(u64::MAX).to_i64(), Err(DropReason::OutOfRange));

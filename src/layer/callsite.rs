@@ -8,7 +8,9 @@ use std::sync::{Arc, Mutex, OnceLock, PoisonError, RwLock};
 use tracing_core::Metadata;
 
 use crate::catalog::MetricKind;
-use crate::labels::{push_sanitized, sanitize_label_name, sanitize_metric_name, MAX_LABEL_VALUE_LEN};
+use crate::labels::{
+    push_sanitized, sanitize_label_name, sanitize_metric_name, MAX_LABEL_VALUE_LEN,
+};
 use crate::meters::{integral_counter, Meters, Metric, Series};
 use crate::rules::{LabelSource, Measure, MetricDef, Rule, Rules};
 
@@ -20,8 +22,10 @@ pub(crate) const MAX_CAPTURES: usize = 16;
 pub(crate) const MAX_LABELS: usize = 8;
 
 /// The default buckets tracing-opentelemetry's `histogram.` fields get (the SDK's defaults).
-const PREFIX_BUCKETS: &[f64] =
-    &[0.0, 5.0, 10.0, 25.0, 50.0, 75.0, 100.0, 250.0, 500.0, 750.0, 1000.0, 2500.0, 5000.0, 7500.0, 10000.0];
+const PREFIX_BUCKETS: &[f64] = &[
+    0.0, 5.0, 10.0, 25.0, 50.0, 75.0, 100.0, 250.0, 500.0, 750.0, 1000.0, 2500.0, 5000.0, 7500.0,
+    10000.0,
+];
 
 /// How a captured field is used.
 #[derive(Debug, Clone, Copy, Default)]
@@ -38,7 +42,10 @@ pub(crate) struct SlotUse {
 #[derive(Debug)]
 pub(crate) enum ValuePlan {
     One,
-    Fields { sources: Box<[(u8, f64)]>, default: Option<f64> },
+    Fields {
+        sources: Box<[(u8, f64)]>,
+        default: Option<f64>,
+    },
     SpanDuration,
     SpanActive,
 }
@@ -144,7 +151,9 @@ pub(crate) struct Compiled {
 
 impl std::fmt::Debug for Compiled {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Compiled").field("rules", &self.rules.len()).finish_non_exhaustive()
+        f.debug_struct("Compiled")
+            .field("rules", &self.rules.len())
+            .finish_non_exhaustive()
     }
 }
 
@@ -180,7 +189,10 @@ impl Compiled {
 
     fn field_id(&self, name: &str) -> u8 {
         // `label_fields` is truncated to fewer than 255 entries, so the index fits.
-        self.label_fields.iter().position(|f| f == name).map_or(NONE, |i| i as u8)
+        self.label_fields
+            .iter()
+            .position(|f| f == name)
+            .map_or(NONE, |i| i as u8)
     }
 
     /// Works out the plan for one callsite.
@@ -222,7 +234,10 @@ impl Compiled {
                     if sources.is_empty() && default.is_none() {
                         continue; // this callsite never carries the value
                     }
-                    ValuePlan::Fields { sources, default: *default }
+                    ValuePlan::Fields {
+                        sources,
+                        default: *default,
+                    }
                 }
             };
             let labels = rule
@@ -242,7 +257,9 @@ impl Compiled {
         if self.prefix_fields && meta.is_event() {
             self.prefix_actions(&mut b, &mut actions);
         }
-        let inherits = actions.iter().any(|a| a.labels.iter().any(|l| !l.inherit.is_empty()));
+        let inherits = actions
+            .iter()
+            .any(|a| a.labels.iter().any(|l| !l.inherit.is_empty()));
         let stores_fields = meta.is_span() && b.slots.iter().any(|s| s.field_id != NONE);
         Plan {
             slot_of_field: b.slot_of_field,
@@ -311,14 +328,28 @@ impl Compiled {
             b.slots[slot as usize].value = true;
             let base = sanitize_metric_name(base);
             let base = base.strip_suffix("_total").unwrap_or(&base);
-            let metric_name = if kind == MetricKind::Counter { format!("{base}_total") } else { base.to_owned() };
-            let label_names: Vec<String> = label_fields.iter().map(|f| sanitize_label_name(f)).collect();
+            let metric_name = if kind == MetricKind::Counter {
+                format!("{base}_total")
+            } else {
+                base.to_owned()
+            };
+            let label_names: Vec<String> = label_fields
+                .iter()
+                .map(|f| sanitize_label_name(f))
+                .collect();
             let def = MetricDef {
                 name: metric_name.clone(),
                 kind,
                 unit: String::new(),
-                help: format!("Recorded from the tracing field `{}`.", name.escape_default()),
-                buckets: if kind == MetricKind::Histogram { PREFIX_BUCKETS.to_vec() } else { Vec::new() },
+                help: format!(
+                    "Recorded from the tracing field `{}`.",
+                    name.escape_default()
+                ),
+                buckets: if kind == MetricKind::Histogram {
+                    PREFIX_BUCKETS.to_vec()
+                } else {
+                    Vec::new()
+                },
                 label_names: label_names.clone(),
             };
             let (metric, conflict) = match self.meters.get_or_create(&def, false) {
@@ -336,7 +367,11 @@ impl Compiled {
                         b.slots[slot as usize].label = true;
                     }
                     LabelPlan {
-                        own: if slot == NONE { Box::new([]) } else { Box::new([slot]) },
+                        own: if slot == NONE {
+                            Box::new([])
+                        } else {
+                            Box::new([slot])
+                        },
                         inherit: Box::new([]),
                         fallback: "unknown".into(),
                     }
@@ -346,7 +381,10 @@ impl Compiled {
             actions.push(Action {
                 metric,
                 set,
-                value: ValuePlan::Fields { sources: Box::new([(slot, 1.0)]), default: None },
+                value: ValuePlan::Fields {
+                    sources: Box::new([(slot, 1.0)]),
+                    default: None,
+                },
                 labels,
                 conflict,
                 cache: SeriesCache::default(),
@@ -378,7 +416,10 @@ impl PlanBuilder {
                 return None;
             }
             self.slot_of_field[idx] = self.slots.len() as u8;
-            self.slots.push(SlotUse { field_id: NONE, ..SlotUse::default() });
+            self.slots.push(SlotUse {
+                field_id: NONE,
+                ..SlotUse::default()
+            });
         }
         Some(self.slot_of_field[idx])
     }
@@ -498,7 +539,10 @@ impl PlanTable {
         if self.get(meta).is_some() {
             return;
         }
-        let mut map = self.overflow.write().unwrap_or_else(PoisonError::into_inner);
+        let mut map = self
+            .overflow
+            .write()
+            .unwrap_or_else(PoisonError::into_inner);
         map.entry(key).or_insert_with(|| Arc::new(plan));
         self.has_overflow.store(true, Ordering::Release);
     }

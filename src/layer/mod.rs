@@ -34,7 +34,11 @@ pub(crate) struct Shared {
 
 impl Shared {
     pub(crate) fn new(compiled: Compiled) -> Arc<Self> {
-        Arc::new(Shared { compiled, plans: PlanTable::new(), spans: SpanTable::new() })
+        Arc::new(Shared {
+            compiled,
+            plans: PlanTable::new(),
+            spans: SpanTable::new(),
+        })
     }
 
     /// Works out and caches the plan of a callsite; whether the layer wants it at all.
@@ -67,7 +71,12 @@ pub struct CallsiteFilter {
 
 impl MetricsLayer {
     pub(crate) fn new(shared: Arc<Shared>) -> (Self, CallsiteFilter) {
-        (MetricsLayer { shared: Arc::clone(&shared) }, CallsiteFilter { shared })
+        (
+            MetricsLayer {
+                shared: Arc::clone(&shared),
+            },
+            CallsiteFilter { shared },
+        )
     }
 }
 
@@ -90,12 +99,17 @@ where
     S: Subscriber + for<'a> LookupSpan<'a>,
 {
     fn on_event(&self, event: &Event<'_>, ctx: Context<'_, S>) {
-        let Some(plan) = self.shared.plans.get(event.metadata()) else { return };
+        let Some(plan) = self.shared.plans.get(event.metadata()) else {
+            return;
+        };
         if plan.actions.is_empty() {
             return;
         }
         with_scratch(|scratch| {
-            event.record(&mut Visitor { plan: &plan, scratch });
+            event.record(&mut Visitor {
+                plan: &plan,
+                scratch,
+            });
             if plan.inherits {
                 self.collect_fields(None, ctx.event_scope(event), scratch);
             }
@@ -106,39 +120,60 @@ where
     }
 
     fn on_new_span(&self, attrs: &Attributes<'_>, id: &Id, ctx: Context<'_, S>) {
-        let Some(plan) = self.shared.plans.get(attrs.metadata()) else { return };
+        let Some(plan) = self.shared.plans.get(attrs.metadata()) else {
+            return;
+        };
         with_scratch(|scratch| {
-            attrs.record(&mut Visitor { plan: &plan, scratch });
+            attrs.record(&mut Visitor {
+                plan: &plan,
+                scratch,
+            });
             let mut state = SpanState {
                 start: Instant::now(),
                 fields: InlineFields::default(),
                 active: Default::default(),
             };
             store_fields(&plan, scratch, &mut state.fields);
-            if plan.actions.iter().any(|a| matches!(a.value, ValuePlan::SpanActive)) {
+            if plan
+                .actions
+                .iter()
+                .any(|a| matches!(a.value, ValuePlan::SpanActive))
+            {
                 scratch.clear();
                 let parents = ctx.span(id).and_then(|s| s.parent()).map(|p| p.scope());
                 self.collect_fields(Some(&state.fields), parents, scratch);
                 let mut k = 0;
-                for action in plan.actions.iter().filter(|a| matches!(a.value, ValuePlan::SpanActive)) {
+                for action in plan
+                    .actions
+                    .iter()
+                    .filter(|a| matches!(a.value, ValuePlan::SpanActive))
+                {
                     if k < SPAN_ACTIVE {
                         state.active[k] = apply(action, scratch, || 0.0);
                         k += 1;
                     }
                 }
             }
-            self.shared.spans.shard(id.into_u64()).insert(id.into_u64(), state);
+            self.shared
+                .spans
+                .shard(id.into_u64())
+                .insert(id.into_u64(), state);
         });
     }
 
     fn on_record(&self, id: &Id, values: &Record<'_>, ctx: Context<'_, S>) {
         let Some(span) = ctx.span(id) else { return };
-        let Some(plan) = self.shared.plans.get(span.metadata()) else { return };
+        let Some(plan) = self.shared.plans.get(span.metadata()) else {
+            return;
+        };
         if !plan.stores_fields {
             return;
         }
         with_scratch(|scratch| {
-            values.record(&mut Visitor { plan: &plan, scratch });
+            values.record(&mut Visitor {
+                plan: &plan,
+                scratch,
+            });
             let mut shard = self.shared.spans.shard(id.into_u64());
             if let Some(state) = shard.get_mut(&id.into_u64()) {
                 store_fields(&plan, scratch, &mut state.fields);
@@ -147,14 +182,20 @@ where
     }
 
     fn on_close(&self, id: Id, ctx: Context<'_, S>) {
-        let removed = self.shared.spans.shard(id.into_u64()).remove(&id.into_u64());
+        let removed = self
+            .shared
+            .spans
+            .shard(id.into_u64())
+            .remove(&id.into_u64());
         let Some(state) = removed else { return };
         for series in state.active.iter().flatten() {
             // The series took +1 when the span opened; -1 cannot fail for an up-down counter.
             let _ = series.record(Num::I64(-1));
         }
         let Some(span) = ctx.span(&id) else { return };
-        let Some(plan) = self.shared.plans.get(span.metadata()) else { return };
+        let Some(plan) = self.shared.plans.get(span.metadata()) else {
+            return;
+        };
         let on_close = |a: &&Action| !matches!(a.value, ValuePlan::SpanActive);
         if !plan.actions.iter().any(|a| on_close(&a)) {
             return;
@@ -173,11 +214,20 @@ where
 impl MetricsLayer {
     /// Copies label fields kept by `own` (depth 0) and then by each span of `scope`, nearest
     /// first, into `scratch.inherited`.
-    fn collect_fields<S>(&self, own: Option<&InlineFields>, scope: Option<Scope<'_, S>>, scratch: &mut Scratch)
-    where
+    fn collect_fields<S>(
+        &self,
+        own: Option<&InlineFields>,
+        scope: Option<Scope<'_, S>>,
+        scratch: &mut Scratch,
+    ) where
         S: Subscriber + for<'a> LookupSpan<'a>,
     {
-        let fields = self.shared.compiled.label_fields.len().min(u8::MAX as usize) as u8;
+        let fields = self
+            .shared
+            .compiled
+            .label_fields
+            .len()
+            .min(u8::MAX as usize) as u8;
         let copy = |f: &InlineFields, scratch: &mut Scratch| {
             for fid in 0..fields {
                 if let Some(v) = f.get(fid) {
@@ -239,9 +289,15 @@ fn label<'s>(plan: &'s LabelPlan, scratch: &'s Scratch) -> &'s str {
 }
 
 /// Applies one action; returns the series it recorded into (span open gauges keep it).
-fn apply(action: &Action, scratch: &Scratch, span_seconds: impl Fn() -> f64) -> Option<Arc<crate::meters::Series>> {
+fn apply(
+    action: &Action,
+    scratch: &Scratch,
+    span_seconds: impl Fn() -> f64,
+) -> Option<Arc<crate::meters::Series>> {
     if action.conflict {
-        action.metric.dropped(crate::value::DropReason::KindConflict);
+        action
+            .metric
+            .dropped(crate::value::DropReason::KindConflict);
         return None;
     }
     let value = match &action.value {
@@ -249,7 +305,10 @@ fn apply(action: &Action, scratch: &Scratch, span_seconds: impl Fn() -> f64) -> 
         ValuePlan::SpanActive => Num::I64(1),
         ValuePlan::SpanDuration => Num::F64(span_seconds()),
         ValuePlan::Fields { sources, default } => {
-            match sources.iter().find_map(|&(slot, scale)| Some((scratch.num[slot as usize]?, scale))) {
+            match sources
+                .iter()
+                .find_map(|&(slot, scale)| Some((scratch.num[slot as usize]?, scale)))
+            {
                 Some((Ok(n), scale)) => n.scaled(scale),
                 Some((Err(reason), _)) => {
                     action.metric.dropped(reason);

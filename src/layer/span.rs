@@ -28,7 +28,12 @@ pub(crate) struct InlineFields {
 
 impl Default for InlineFields {
     fn default() -> Self {
-        InlineFields { ids: [0; SPAN_FIELDS], ends: [0; SPAN_FIELDS], len: 0, buf: [0; SPAN_BYTES] }
+        InlineFields {
+            ids: [0; SPAN_FIELDS],
+            ends: [0; SPAN_FIELDS],
+            len: 0,
+            buf: [0; SPAN_BYTES],
+        }
     }
 }
 
@@ -40,7 +45,9 @@ impl InlineFields {
 
     /// The value kept for label-field `id`.
     pub(crate) fn get(&self, id: u8) -> Option<&str> {
-        let i = self.ids[..self.len as usize].iter().position(|&x| x == id)?;
+        let i = self.ids[..self.len as usize]
+            .iter()
+            .position(|&x| x == id)?;
         let (s, e) = self.range(i);
         std::str::from_utf8(&self.buf[s..e]).ok()
     }
@@ -100,14 +107,20 @@ pub(crate) struct SpanTable {
 
 impl SpanTable {
     pub(crate) fn new() -> Self {
-        SpanTable { shards: (0..SHARDS).map(|_| Mutex::new(HashMap::with_capacity(16))).collect() }
+        SpanTable {
+            shards: (0..SHARDS)
+                .map(|_| Mutex::new(HashMap::with_capacity(16)))
+                .collect(),
+        }
     }
 
     /// The shard holding span `id`, locked. A poisoned shard is used as is: its data is plain
     /// values that a panic cannot leave half-updated in a harmful way.
     pub(crate) fn shard(&self, id: u64) -> MutexGuard<'_, HashMap<u64, SpanState>> {
         let i = (id.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 58) as usize % SHARDS;
-        self.shards[i].lock().unwrap_or_else(PoisonError::into_inner)
+        self.shards[i]
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
     }
 }
 

@@ -131,7 +131,8 @@ impl Visit for Visitor<'_> {
         if let Some(slot) = self.slot(field) {
             let usage = self.plan.slots[slot];
             if usage.label {
-                self.scratch.label[slot] = Some(self.scratch.push(if value { "true" } else { "false" }));
+                self.scratch.label[slot] =
+                    Some(self.scratch.push(if value { "true" } else { "false" }));
             }
             if usage.value {
                 self.scratch.num[slot] = Some(Err(DropReason::WrongType));
@@ -164,7 +165,9 @@ impl Visit for Visitor<'_> {
             if usage.value {
                 // Parse what the value prints (`count = %n`), through the buffer's tail.
                 let start = self.scratch.buf.len();
-                let fits = CappedWriter::new(&mut self.scratch.buf, 64).write_fmt(format_args!("{value:?}")).is_ok();
+                let fits = CappedWriter::new(&mut self.scratch.buf, 64)
+                    .write_fmt(format_args!("{value:?}"))
+                    .is_ok();
                 let parsed = if fits {
                     Num::parse(&self.scratch.buf[start..])
                 } else {
