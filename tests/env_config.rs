@@ -6,7 +6,10 @@ use std::time::Duration;
 use dchat_telemetry::{Error, Telemetry, ENV_VARS};
 
 fn env(pairs: &[(&str, &str)]) -> impl Fn(&str) -> Option<String> {
-    let map: HashMap<String, String> = pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+    let map: HashMap<String, String> = pairs
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
     move |k| map.get(k).cloned()
 }
 
@@ -37,10 +40,20 @@ fn environment_overrides_code() {
         tracing::error!("e");
     });
     let text = t.render().unwrap();
-    assert!(text.contains(r#"node_id="pod-7""#) && text.contains(r#"region="eu""#) && text.contains(r#"zone="a""#));
-    assert!(text.contains(r#"le="0.1""#) && !text.contains(r#"le="0.025""#), "latency buckets overridden");
+    assert!(
+        text.contains(r#"node_id="pod-7""#)
+            && text.contains(r#"region="eu""#)
+            && text.contains(r#"zone="a""#)
+    );
+    assert!(
+        text.contains(r#"le="0.1""#) && !text.contains(r#"le="0.025""#),
+        "latency buckets overridden"
+    );
     assert_eq!(t.series_count("dchat_messages_received_total"), Some(3));
-    let rate = text.lines().find(|l| l.starts_with("dchat_error_rate{")).unwrap();
+    let rate = text
+        .lines()
+        .find(|l| l.starts_with("dchat_error_rate{"))
+        .unwrap();
     assert!(rate.ends_with(&format!(" {}", 1.0 / 120.0)), "{rate}");
 }
 
@@ -61,8 +74,13 @@ fn invalid_values_name_the_variable_and_the_form() {
         ("DCHAT_TELEMETRY_SERVICE", &"x".repeat(200)),
     ];
     for (var, value) in cases {
-        let err = Telemetry::builder().apply_env(env(&[(var, value)])).unwrap_err();
-        assert!(matches!(&err, Error::InvalidEnv { variable, .. } if *variable == var), "{var}={value}: {err:?}");
+        let err = Telemetry::builder()
+            .apply_env(env(&[(var, value)]))
+            .unwrap_err();
+        assert!(
+            matches!(&err, Error::InvalidEnv { variable, .. } if *variable == var),
+            "{var}={value}: {err:?}"
+        );
         let msg = err.to_string();
         let form = ENV_VARS.iter().find(|(v, _)| *v == var).unwrap().1;
         assert!(msg.contains(var) && msg.contains(form), "{msg}");
@@ -82,6 +100,9 @@ fn invalid_code_config_is_rejected() {
     ];
     for b in bad {
         let dbg = format!("{b:?}");
-        assert!(matches!(b.without_env().build(), Err(Error::InvalidConfig { .. })), "{dbg}");
+        assert!(
+            matches!(b.without_env().build(), Err(Error::InvalidConfig { .. })),
+            "{dbg}"
+        );
     }
 }

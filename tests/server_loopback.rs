@@ -13,7 +13,10 @@ fn serves_metrics_health_ready_and_gzip() {
     let server = Server::start(&t);
     let (status, headers, body) = http_get(server.addr, "/metrics", "");
     assert_eq!(status, 200);
-    assert_eq!(header(&headers, "content-type"), Some("text/plain; version=0.0.4; charset=utf-8"));
+    assert_eq!(
+        header(&headers, "content-type"),
+        Some("text/plain; version=0.0.4; charset=utf-8")
+    );
     assert!(String::from_utf8_lossy(&body).contains("dchat_telemetry_ready"));
     let (status, headers, body) = http_get(server.addr, "/metrics", "Accept-Encoding: gzip\r\n");
     assert_eq!(status, 200);
@@ -22,7 +25,11 @@ fn serves_metrics_health_ready_and_gzip() {
     assert_eq!(http_get(server.addr, "/health", "").0, 200);
     assert_eq!(http_get(server.addr, "/ready", "").0, 200);
     assert_eq!(http_get(server.addr, "/missing", "").0, 404);
-    let (status, _, _) = http_raw(server.addr, b"POST /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\nContent-Length: 0\r\n\r\n").unwrap();
+    let (status, _, _) = http_raw(
+        server.addr,
+        b"POST /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\nContent-Length: 0\r\n\r\n",
+    )
+    .unwrap();
     assert_eq!(status, 405);
     server.stop().unwrap();
 }
@@ -35,22 +42,33 @@ fn refuses_abuse_and_stays_up() {
     let r = http_raw(server.addr, b"NOT A REQUEST\r\n\r\n");
     assert!(matches!(r, Ok((400, _, _))) || r.is_err(), "{r:?}");
     // A header section over the 16 KiB limit.
-    let huge = format!("GET /metrics HTTP/1.1\r\nHost: x\r\nX-Big: {}\r\nConnection: close\r\n\r\n", "a".repeat(64 * 1024));
+    let huge = format!(
+        "GET /metrics HTTP/1.1\r\nHost: x\r\nX-Big: {}\r\nConnection: close\r\n\r\n",
+        "a".repeat(64 * 1024)
+    );
     let r = http_raw(server.addr, huge.as_bytes());
     assert!(matches!(r, Ok((431, _, _))) || r.is_err(), "{r:?}");
     // A body on GET larger than 4 KiB.
     let body = "b".repeat(64 * 1024);
-    let req = format!("GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\nContent-Length: {}\r\n\r\n{body}", body.len());
+    let req = format!(
+        "GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    );
     let r = http_raw(server.addr, req.as_bytes());
     assert!(matches!(r, Ok((413, _, _))), "{r:?}");
     // A client that sends half a request and stalls is cut off by the header timeout (5 s).
     let mut slow = std::net::TcpStream::connect(server.addr).unwrap();
-    slow.set_read_timeout(Some(Duration::from_secs(15))).unwrap();
-    slow.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\n").unwrap();
+    slow.set_read_timeout(Some(Duration::from_secs(15)))
+        .unwrap();
+    slow.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\n")
+        .unwrap();
     let started = Instant::now();
     let mut buf = [0u8; 256];
     let n = slow.read(&mut buf).unwrap_or(0);
-    assert!(started.elapsed() < Duration::from_secs(12), "slow client not cut off");
+    assert!(
+        started.elapsed() < Duration::from_secs(12),
+        "slow client not cut off"
+    );
     let answer = String::from_utf8_lossy(&buf[..n]);
     assert!(n == 0 || answer.starts_with("HTTP/1.1 408"), "{answer}");
     // Still serving.

@@ -165,19 +165,32 @@ pub fn promtool_findings(text: &str) -> Option<String> {
 
 /// A raw HTTP/1.1 exchange over loopback: sends `request` as is, reads until the server closes
 /// (bounded by a 10 s timeout). Returns (status, lower-cased headers, body).
-pub fn http_raw(addr: std::net::SocketAddr, request: &[u8]) -> std::io::Result<(u16, Vec<(String, String)>, Vec<u8>)> {
+pub fn http_raw(
+    addr: std::net::SocketAddr,
+    request: &[u8],
+) -> std::io::Result<(u16, Vec<(String, String)>, Vec<u8>)> {
     use std::io::{Read, Write};
     let mut s = std::net::TcpStream::connect_timeout(&addr, std::time::Duration::from_secs(5))?;
     s.set_read_timeout(Some(std::time::Duration::from_secs(10)))?;
     s.write_all(request)?;
     let mut buf = Vec::new();
     s.read_to_end(&mut buf)?;
-    let split = buf.windows(4).position(|w| w == b"\r\n\r\n").ok_or_else(|| {
-        std::io::Error::new(std::io::ErrorKind::InvalidData, format!("no header end in {:?}", String::from_utf8_lossy(&buf)))
-    })?;
+    let split = buf
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .ok_or_else(|| {
+            std::io::Error::new(
+                std::io::ErrorKind::InvalidData,
+                format!("no header end in {:?}", String::from_utf8_lossy(&buf)),
+            )
+        })?;
     let head = String::from_utf8_lossy(&buf[..split]).to_string();
     let mut lines = head.split("\r\n");
-    let status = lines.next().and_then(|l| l.split(' ').nth(1)).and_then(|c| c.parse().ok()).unwrap_or(0);
+    let status = lines
+        .next()
+        .and_then(|l| l.split(' ').nth(1))
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0);
     let headers: Vec<(String, String)> = lines
         .filter_map(|l| l.split_once(':'))
         .map(|(k, v)| (k.trim().to_ascii_lowercase(), v.trim().to_owned()))
@@ -192,7 +205,8 @@ pub fn http_raw(addr: std::net::SocketAddr, request: &[u8]) -> std::io::Result<(
 fn dechunk(mut raw: &[u8]) -> Vec<u8> {
     let mut out = Vec::new();
     while let Some(eol) = raw.windows(2).position(|w| w == b"\r\n") {
-        let size = usize::from_str_radix(String::from_utf8_lossy(&raw[..eol]).trim(), 16).unwrap_or(0);
+        let size =
+            usize::from_str_radix(String::from_utf8_lossy(&raw[..eol]).trim(), 16).unwrap_or(0);
         if size == 0 {
             break;
         }
@@ -204,13 +218,20 @@ fn dechunk(mut raw: &[u8]) -> Vec<u8> {
 }
 
 /// `GET path` with `Connection: close` and extra header lines.
-pub fn http_get(addr: std::net::SocketAddr, path: &str, extra: &str) -> (u16, Vec<(String, String)>, Vec<u8>) {
+pub fn http_get(
+    addr: std::net::SocketAddr,
+    path: &str,
+    extra: &str,
+) -> (u16, Vec<(String, String)>, Vec<u8>) {
     let req = format!("GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n{extra}\r\n");
     http_raw(addr, req.as_bytes()).expect("HTTP exchange")
 }
 
 pub fn header<'a>(headers: &'a [(String, String)], name: &str) -> Option<&'a str> {
-    headers.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str())
+    headers
+        .iter()
+        .find(|(k, _)| k == name)
+        .map(|(_, v)| v.as_str())
 }
 
 /// A running server on a free 127.0.0.1 port; stopped (signal + join) on drop.
@@ -228,7 +249,11 @@ impl Server {
         let (tx, rx) = tokio::sync::oneshot::channel::<()>();
         let t = t.clone();
         let thread = std::thread::spawn(move || {
-            let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+            let rt = tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(2)
+                .enable_all()
+                .build()
+                .unwrap();
             rt.block_on(async move {
                 let listener = tokio::net::TcpListener::from_std(std_listener).unwrap();
                 t.serve_on(listener, async move {
@@ -237,7 +262,11 @@ impl Server {
                 .await
             })
         });
-        Server { addr, stop: Some(tx), thread: Some(thread) }
+        Server {
+            addr,
+            stop: Some(tx),
+            thread: Some(thread),
+        }
     }
 
     /// Sends the shutdown signal without waiting.
