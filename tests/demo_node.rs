@@ -43,7 +43,7 @@ fn scrape(addr: std::net::SocketAddr) -> String {
 fn demo_serves_the_catalogue_and_exits_cleanly() {
     let port = free_port();
     let addr: std::net::SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
-    let mut child = Command::new(demo_binary())
+    let child = Command::new(demo_binary())
         .args([
             "--listen",
             &addr.to_string(),

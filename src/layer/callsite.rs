@@ -80,8 +80,8 @@ pub(crate) struct Plan {
     pub(crate) slot_of_field: Box<[u8]>,
     pub(crate) slots: Box<[SlotUse]>,
     pub(crate) actions: Box<[Action]>,
-    /// Whether any label may come from an enclosing span.
-    pub(crate) inherits: bool,
+    /// Label-field ids any label may take from enclosing spans (empty: no span walk).
+    pub(crate) inherit_ids: Box<[u8]>,
     /// Spans: whether the span keeps fields for its own labels or its children's.
     pub(crate) stores_fields: bool,
 }
@@ -257,15 +257,19 @@ impl Compiled {
         if self.prefix_fields && meta.is_event() {
             self.prefix_actions(&mut b, &mut actions);
         }
-        let inherits = actions
+        let mut inherit_ids: Vec<u8> = actions
             .iter()
-            .any(|a| a.labels.iter().any(|l| !l.inherit.is_empty()));
+            .flat_map(|a| a.labels.iter())
+            .flat_map(|l| l.inherit.iter().copied())
+            .collect();
+        inherit_ids.sort_unstable();
+        inherit_ids.dedup();
         let stores_fields = meta.is_span() && b.slots.iter().any(|s| s.field_id != NONE);
         Plan {
             slot_of_field: b.slot_of_field,
             slots: b.slots.into_boxed_slice(),
             actions: actions.into_boxed_slice(),
-            inherits,
+            inherit_ids: inherit_ids.into_boxed_slice(),
             stores_fields,
         }
     }

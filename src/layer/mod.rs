@@ -105,13 +105,20 @@ where
         if plan.actions.is_empty() {
             return;
         }
-        with_scratch(|scratch| {
+        with_scratch(plan.slots.len(), |scratch| {
             event.record(&mut Visitor {
                 plan: &plan,
                 scratch,
             });
-            if plan.inherits {
-                self.collect_fields(None, ctx.event_scope(event), scratch);
+            // Walk the enclosing spans only when a label that may inherit has no own value.
+            let needs_spans = plan.actions.iter().flat_map(|a| a.labels.iter()).any(|l| {
+                !l.inherit.is_empty()
+                    && l.own
+                        .iter()
+                        .all(|&slot| scratch.label[slot as usize].is_none())
+            });
+            if needs_spans {
+                self.collect_fields(&plan.inherit_ids, None, ctx.event_scope(event), scratch);
             }
             for action in plan.actions.iter() {
                 apply(action, scratch, || 0.0);
@@ -123,7 +130,7 @@ where
         let Some(plan) = self.shared.plans.get(attrs.metadata()) else {
             return;
         };
-        with_scratch(|scratch| {
+        with_scratch(plan.slots.len(), |scratch| {
             attrs.record(&mut Visitor {
                 plan: &plan,
                 scratch,
@@ -139,9 +146,9 @@ where
                 .iter()
                 .any(|a| matches!(a.value, ValuePlan::SpanActive))
             {
-                scratch.clear();
+                scratch.clear(plan.slots.len());
                 let parents = ctx.span(id).and_then(|s| s.parent()).map(|p| p.scope());
-                self.collect_fields(Some(&state.fields), parents, scratch);
+                self.collect_fields(&plan.inherit_ids, Some(&state.fields), parents, scratch);
                 let mut k = 0;
                 for action in plan
                     .actions
@@ -169,7 +176,7 @@ where
         if !plan.stores_fields {
             return;
         }
-        with_scratch(|scratch| {
+        with_scratch(plan.slots.len(), |scratch| {
             values.record(&mut Visitor {
                 plan: &plan,
                 scratch,
@@ -201,9 +208,9 @@ where
             return;
         }
         let seconds = state.start.elapsed().as_secs_f64();
-        with_scratch(|scratch| {
+        with_scratch(plan.slots.len(), |scratch| {
             let parents = span.parent().map(|p| p.scope());
-            self.collect_fields(Some(&state.fields), parents, scratch);
+            self.collect_fields(&plan.inherit_ids, Some(&state.fields), parents, scratch);
             for action in plan.actions.iter().filter(on_close) {
                 apply(action, scratch, || seconds);
             }
@@ -212,38 +219,46 @@ where
 }
 
 impl MetricsLayer {
-    /// Copies label fields kept by `own` (depth 0) and then by each span of `scope`, nearest
-    /// first, into `scratch.inherited`.
+    /// Copies the label fields `ids` kept by `own` (depth 0) and then by each span of `scope`,
+    /// nearest first, into `scratch.inherited`; stops once every id has a value (nearer spans
+    /// win, so deeper ones would not be used).
     fn collect_fields<S>(
         &self,
+        ids: &[u8],
         own: Option<&InlineFields>,
         scope: Option<Scope<'_, S>>,
         scratch: &mut Scratch,
     ) where
         S: Subscriber + for<'a> LookupSpan<'a>,
     {
-        let fields = self
-            .shared
-            .compiled
-            .label_fields
-            .len()
-            .min(u8::MAX as usize) as u8;
-        let copy = |f: &InlineFields, scratch: &mut Scratch| {
-            for fid in 0..fields {
+        if ids.is_empty() {
+            return;
+        }
+        let mut missing = ids.len();
+        let mut copy = |f: &InlineFields, scratch: &mut Scratch| {
+            for &fid in ids {
                 if let Some(v) = f.get(fid) {
+                    if !scratch.inherited.iter().any(|e| e.0 == fid) {
+                        missing -= 1;
+                    }
                     let r = scratch.push(v);
                     scratch.inherited.push((fid, r.0, r.1));
                 }
             }
+            missing == 0
         };
         if let Some(own) = own {
-            copy(own, scratch);
+            if copy(own, scratch) {
+                return;
+            }
         }
         for span in scope.into_iter().flatten() {
             let id = span.id().into_u64();
             let shard = self.shared.spans.shard(id);
             if let Some(state) = shard.get(&id) {
-                copy(&state.fields, scratch);
+                if copy(&state.fields, scratch) {
+                    return;
+                }
             }
         }
     }
@@ -260,8 +275,9 @@ fn store_fields(plan: &Plan, scratch: &Scratch, fields: &mut InlineFields) {
     }
 }
 
-/// Resolves one label: the callsite's own fields, then kept span fields (nearest span first, in
-/// source order within a span), then the fallback.
+/// Resolves one label: the callsite's own fields (in source order), then the fields kept by
+/// enclosing spans (the earliest source that any of them has; for one source, the nearest
+/// span), then the fallback.
 fn label<'s>(plan: &'s LabelPlan, scratch: &'s Scratch) -> &'s str {
     for &slot in plan.own.iter() {
         if let Some(r) = scratch.label[slot as usize] {

@@ -3,7 +3,6 @@
 //! maps keep their capacity, so a span allocates nothing in steady state (span extensions would
 //! box every value).
 
-use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Instant;
 
@@ -13,7 +12,7 @@ use crate::meters::Series;
 /// Label fields a span keeps.
 pub(crate) const SPAN_FIELDS: usize = 8;
 /// Bytes of label values a span keeps; a value that does not fit is cut.
-const SPAN_BYTES: usize = 384;
+const SPAN_BYTES: usize = 256;
 /// Open/close gauges per span.
 pub(crate) const SPAN_ACTIVE: usize = 2;
 
@@ -102,21 +101,21 @@ const SHARDS: usize = 64;
 /// Span states by span id.
 #[derive(Debug)]
 pub(crate) struct SpanTable {
-    shards: Box<[Mutex<HashMap<u64, SpanState>>]>,
+    shards: Box<[Mutex<hashbrown::HashMap<u64, SpanState>>]>,
 }
 
 impl SpanTable {
     pub(crate) fn new() -> Self {
         SpanTable {
             shards: (0..SHARDS)
-                .map(|_| Mutex::new(HashMap::with_capacity(16)))
+                .map(|_| Mutex::new(hashbrown::HashMap::with_capacity(16)))
                 .collect(),
         }
     }
 
     /// The shard holding span `id`, locked. A poisoned shard is used as is: its data is plain
     /// values that a panic cannot leave half-updated in a harmful way.
-    pub(crate) fn shard(&self, id: u64) -> MutexGuard<'_, HashMap<u64, SpanState>> {
+    pub(crate) fn shard(&self, id: u64) -> MutexGuard<'_, hashbrown::HashMap<u64, SpanState>> {
         let i = (id.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 58) as usize % SHARDS;
         self.shards[i]
             .lock()

@@ -30,10 +30,12 @@ impl Scratch {
         }
     }
 
-    pub(crate) fn clear(&mut self) {
+    /// Resets the first `slots` capture slots (the ones the current plan uses) and the buffers.
+    pub(crate) fn clear(&mut self, slots: usize) {
         self.buf.clear();
-        self.label = [None; MAX_CAPTURES];
-        self.num = [None; MAX_CAPTURES];
+        let n = slots.min(MAX_CAPTURES);
+        self.label[..n].fill(None);
+        self.num[..n].fill(None);
         self.inherited.clear();
     }
 
@@ -55,11 +57,11 @@ thread_local! {
 
 /// Runs `f` with this thread's scratch buffer, cleared. Re-entrant use (a `Debug` impl that
 /// itself logs a metric event) and use during thread teardown get a fresh buffer instead.
-pub(crate) fn with_scratch<R>(f: impl FnOnce(&mut Scratch) -> R) -> R {
+pub(crate) fn with_scratch<R>(slots: usize, f: impl FnOnce(&mut Scratch) -> R) -> R {
     let mut f = Some(f);
     let r = SCRATCH.try_with(|cell| {
         let mut s = cell.try_borrow_mut().ok()?;
-        s.clear();
+        s.clear(slots);
         let f = f.take()?;
         Some(f(&mut s))
     });

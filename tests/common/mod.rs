@@ -163,12 +163,12 @@ pub fn promtool_findings(text: &str) -> Option<String> {
     (!out.status.success() || !report.trim().is_empty()).then_some(report)
 }
 
+/// Status, lower-cased headers, body.
+pub type Response = (u16, Vec<(String, String)>, Vec<u8>);
+
 /// A raw HTTP/1.1 exchange over loopback: sends `request` as is, reads until the server closes
 /// (bounded by a 10 s timeout). Returns (status, lower-cased headers, body).
-pub fn http_raw(
-    addr: std::net::SocketAddr,
-    request: &[u8],
-) -> std::io::Result<(u16, Vec<(String, String)>, Vec<u8>)> {
+pub fn http_raw(addr: std::net::SocketAddr, request: &[u8]) -> std::io::Result<Response> {
     use std::io::{Read, Write};
     let mut s = std::net::TcpStream::connect_timeout(&addr, std::time::Duration::from_secs(5))?;
     s.set_read_timeout(Some(std::time::Duration::from_secs(10)))?;

@@ -1,0 +1,325 @@
+//! The layer's hot paths against what a Rust team would otherwise use, in one criterion run.
+//! `cargo bench --bench layer`; results and ratios are kept in benches/README.md.
+
+use std::hint::black_box;
+use std::sync::{Arc, Barrier};
+use std::time::{Duration, Instant};
+
+use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion};
+use dchat_telemetry::{catalog, LabelSource, MetricKind, Rule, Rules, Telemetry};
+use opentelemetry::metrics::MeterProvider as _;
+use opentelemetry::KeyValue;
+use opentelemetry_sdk::metrics::{ManualReader, SdkMeterProvider};
+use tracing::Dispatch;
+use tracing_subscriber::prelude::*;
+
+/// Our telemetry: the dchat defaults plus a counter with one own label (`channel`) and one
+/// inherited from the parent span (`node`).
+fn ours(limit: usize) -> Telemetry {
+    let rule = Rule::builder(MetricKind::Counter, "bench_events_total")
+        .with_event_name("bench.event")
+        .with_description("Bench events.")
+        .with_label("channel")
+        .with_label_from("node", [LabelSource::field("node")])
+        .build()
+        .expect("valid rule");
+    Telemetry::builder()
+        .with_rules(Rules::dchat_defaults().with_rule(rule))
+        .with_cardinality_limit(limit)
+        .without_env()
+        .build()
+        .expect("valid config")
+}
+
+fn otel_provider() -> SdkMeterProvider {
+    SdkMeterProvider::builder()
+        .with_reader(ManualReader::builder().build())
+        .build()
+}
+
+fn event_paths(c: &mut Criterion) {
+    let mut g = c.benchmark_group("event");
+    g.measurement_time(Duration::from_secs(3))
+        .warm_up_time(Duration::from_secs(1));
+
+    // Each subscriber is dropped before the next is built: tracing combines the interest of
+    // every live dispatcher, so a leftover one would make other callsites look enabled.
+    {
+        let bare: Dispatch = tracing_subscriber::registry().into();
+        tracing::dispatcher::with_default(&bare, || {
+            g.bench_function("registry_only/info", |b| {
+                b.iter(|| tracing::info!(channel = "general", "unmatched"))
+            });
+        });
+    }
+
+    let t = ours(2000);
+    {
+        let d: Dispatch = tracing_subscriber::registry().with(t.layer()).into();
+        tracing::dispatcher::with_default(&d, || {
+            let _node = tracing::info_span!("node", node = "node-1").entered();
+            g.bench_function("ours/counter_event", |b| {
+                b.iter(|| tracing::info!(name: "bench.event", channel = "general", "x"))
+            });
+            g.bench_function("ours/histogram_event", |b| {
+            b.iter(|| tracing::info!(name: "message.received", channel = "general", latency_seconds = 0.012, "x"))
+        });
+            g.bench_function("ours/unmatched_event", |b| {
+                b.iter(|| tracing::info!(channel = "general", "unmatched"))
+            });
+            g.bench_function("ours/db_query_span", |b| {
+                b.iter(|| drop(tracing::info_span!("db.query", db.operation = "insert").entered()))
+            });
+            g.bench_function("ours/relay_span_open_close", |b| {
+                b.iter(|| {
+                    drop(tracing::info_span!(
+                        "relay.connection",
+                        relay = "relay-eu-1"
+                    ))
+                })
+            });
+        });
+    }
+
+    let provider = otel_provider();
+    {
+        let d: Dispatch = tracing_subscriber::registry()
+            .with(tracing_opentelemetry::MetricsLayer::new(provider.clone()))
+            .into();
+        tracing::dispatcher::with_default(&d, || {
+            let _node = tracing::info_span!("node", node = "node-1").entered();
+            g.bench_function("tracing_otel/counter_event", |b| {
+                b.iter(|| {
+                    tracing::info!(
+                        monotonic_counter.bench_events = 1u64,
+                        channel = "general",
+                        node = "node-1"
+                    )
+                })
+            });
+            g.bench_function("tracing_otel/histogram_event", |b| {
+                b.iter(|| tracing::info!(histogram.message_latency = 0.012, channel = "general"))
+            });
+            g.bench_function("tracing_otel/unmatched_event", |b| {
+                b.iter(|| tracing::info!(channel = "general", "unmatched"))
+            });
+        });
+    }
+
+    let meter = provider.meter("bench");
+    let counter = meter.u64_counter("direct_counter").build();
+    let histogram = meter
+        .f64_histogram("direct_histogram")
+        .with_boundaries(catalog::LATENCY_BUCKETS.to_vec())
+        .build();
+    let attrs2 = [
+        KeyValue::new("channel", "general"),
+        KeyValue::new("node", "node-1"),
+    ];
+    let attrs1 = [KeyValue::new("channel", "general")];
+    g.bench_function("otel_sdk/counter_add", |b| {
+        b.iter(|| counter.add(1, black_box(&attrs2)))
+    });
+    g.bench_function("otel_sdk/histogram_record", |b| {
+        b.iter(|| histogram.record(0.012, black_box(&attrs1)))
+    });
+
+    let recorder = metrics_exporter_prometheus::PrometheusBuilder::new().build_recorder();
+    metrics::with_local_recorder(&recorder, || {
+        g.bench_function("metrics_rs/counter", |b| {
+            b.iter(|| {
+                metrics::counter!("bench_events_total", "channel" => "general", "node" => "node-1")
+                    .increment(1)
+            })
+        });
+    });
+
+    let registry = prometheus::Registry::new();
+    let vec = prometheus::IntCounterVec::new(
+        prometheus::Opts::new("bench_events_total", "h"),
+        &["channel", "node"],
+    )
+    .unwrap();
+    registry.register(Box::new(vec.clone())).unwrap();
+    g.bench_function("prometheus/with_label_values_inc", |b| {
+        b.iter(|| vec.with_label_values(&["general", "node-1"]).inc())
+    });
+    let bound = vec.with_label_values(&["general", "node-1"]);
+    g.bench_function("prometheus/prebound_inc", |b| b.iter(|| bound.inc()));
+
+    // A hand-written span timer feeding a prometheus HistogramVec: the simplest db.query peer.
+    let hist = prometheus::HistogramVec::new(
+        prometheus::HistogramOpts::new("db_seconds", "h").buckets(catalog::DB_BUCKETS.to_vec()),
+        &["operation"],
+    )
+    .unwrap();
+    let d: Dispatch = tracing_subscriber::registry()
+        .with(SpanTimer { hist: hist.clone() })
+        .into();
+    tracing::dispatcher::with_default(&d, || {
+        g.bench_function("span_timer_prometheus/db_query_span", |b| {
+            b.iter(|| drop(tracing::info_span!("db.query", db.operation = "insert").entered()))
+        });
+    });
+    g.finish();
+}
+
+/// Times `db.query` spans into a prometheus `HistogramVec` keyed by `db.operation`.
+struct SpanTimer {
+    hist: prometheus::HistogramVec,
+}
+
+struct Timing {
+    start: Instant,
+    op: String,
+}
+
+struct OpVisitor(String);
+impl tracing::field::Visit for OpVisitor {
+    fn record_str(&mut self, f: &tracing::field::Field, v: &str) {
+        if f.name() == "db.operation" {
+            self.0 = v.to_owned();
+        }
+    }
+    fn record_debug(&mut self, _: &tracing::field::Field, _: &dyn std::fmt::Debug) {}
+}
+
+impl<S> tracing_subscriber::Layer<S> for SpanTimer
+where
+    S: tracing::Subscriber + for<'a> tracing_subscriber::registry::LookupSpan<'a>,
+{
+    fn on_new_span(
+        &self,
+        attrs: &tracing::span::Attributes<'_>,
+        id: &tracing::span::Id,
+        ctx: tracing_subscriber::layer::Context<'_, S>,
+    ) {
+        if attrs.metadata().name() != "db.query" {
+            return;
+        }
+        let mut v = OpVisitor(String::new());
+        attrs.record(&mut v);
+        if let Some(span) = ctx.span(id) {
+            span.extensions_mut().insert(Timing {
+                start: Instant::now(),
+                op: v.0,
+            });
+        }
+    }
+    fn on_close(&self, id: tracing::span::Id, ctx: tracing_subscriber::layer::Context<'_, S>) {
+        if let Some(span) = ctx.span(&id) {
+            if let Some(t) = span.extensions().get::<Timing>() {
+                self.hist
+                    .with_label_values(&[t.op.as_str()])
+                    .observe(t.start.elapsed().as_secs_f64());
+            }
+        }
+    }
+}
+
+fn two_threads(c: &mut Criterion) {
+    let mut g = c.benchmark_group("two_threads_one_series");
+    g.measurement_time(Duration::from_secs(3))
+        .warm_up_time(Duration::from_secs(1));
+    /// Runs `op` `iters` times on each of two threads; the time per op (per thread).
+    fn run(iters: u64, op: Arc<dyn Fn() + Send + Sync>) -> Duration {
+        let barrier = Arc::new(Barrier::new(2));
+        let handles: Vec<_> = (0..2)
+            .map(|_| {
+                let (op, barrier) = (Arc::clone(&op), Arc::clone(&barrier));
+                std::thread::spawn(move || {
+                    barrier.wait();
+                    let start = Instant::now();
+                    for _ in 0..iters {
+                        op();
+                    }
+                    start.elapsed()
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| h.join().unwrap())
+            .max()
+            .unwrap()
+    }
+    let t = ours(2000);
+    let d: Dispatch = tracing_subscriber::registry().with(t.layer()).into();
+    let op: Arc<dyn Fn() + Send + Sync> = Arc::new(move || {
+        tracing::dispatcher::with_default(
+            &d,
+            || tracing::info!(name: "message.sent", channel = "general", "x"),
+        )
+    });
+    g.bench_function("ours", |b| b.iter_custom(|n| run(n, Arc::clone(&op))));
+    let provider = otel_provider();
+    let counter = provider.meter("bench").u64_counter("c").build();
+    let attrs = [KeyValue::new("channel", "general")];
+    let op: Arc<dyn Fn() + Send + Sync> = Arc::new(move || counter.add(1, &attrs));
+    g.bench_function("otel_sdk", |b| b.iter_custom(|n| run(n, Arc::clone(&op))));
+    let d: Dispatch = tracing_subscriber::registry()
+        .with(tracing_opentelemetry::MetricsLayer::new(otel_provider()))
+        .into();
+    let op: Arc<dyn Fn() + Send + Sync> = Arc::new(move || {
+        tracing::dispatcher::with_default(&d, || {
+            tracing::info!(monotonic_counter.c = 1u64, channel = "general")
+        })
+    });
+    g.bench_function("tracing_otel", |b| {
+        b.iter_custom(|n| run(n, Arc::clone(&op)))
+    });
+    let recorder = Arc::new(metrics_exporter_prometheus::PrometheusBuilder::new().build_recorder());
+    let op: Arc<dyn Fn() + Send + Sync> = Arc::new(move || {
+        metrics::with_local_recorder(&*recorder, || {
+            metrics::counter!("c", "channel" => "general").increment(1)
+        })
+    });
+    g.bench_function("metrics_rs", |b| b.iter_custom(|n| run(n, Arc::clone(&op))));
+    g.finish();
+}
+
+fn render(c: &mut Criterion) {
+    let mut g = c.benchmark_group("render");
+    g.sample_size(20).measurement_time(Duration::from_secs(5));
+    for series in [1_000usize, 10_000] {
+        let t = ours(series + 100);
+        let d: Dispatch = tracing_subscriber::registry().with(t.layer()).into();
+        tracing::dispatcher::with_default(&d, || {
+            for i in 0..series {
+                tracing::info!(name: "message.sent", channel = i, "x");
+            }
+            for i in 0..100 {
+                tracing::info!(name: "message.received", channel = i, latency_seconds = 0.01, "x");
+            }
+        });
+        let ours_len = t.render().unwrap().len();
+        g.bench_with_input(BenchmarkId::new("ours", series), &series, |b, _| {
+            b.iter(|| t.render().unwrap())
+        });
+
+        let recorder = metrics_exporter_prometheus::PrometheusBuilder::new()
+            .set_buckets(catalog::LATENCY_BUCKETS)
+            .unwrap()
+            .build_recorder();
+        let handle = recorder.handle();
+        metrics::with_local_recorder(&recorder, || {
+            for i in 0..series {
+                metrics::counter!("dchat_messages_sent_total", "channel" => i.to_string(), "node_id" => "n", "service" => "dchat").increment(1);
+            }
+            for i in 0..100 {
+                metrics::histogram!("dchat_message_latency_seconds", "channel" => i.to_string(), "node_id" => "n", "service" => "dchat").record(0.01);
+            }
+        });
+        let theirs_len = handle.render().len();
+        eprintln!("render {series}: ours {ours_len} bytes, metrics-exporter-prometheus {theirs_len} bytes");
+        g.bench_with_input(
+            BenchmarkId::new("metrics_exporter_prometheus", series),
+            &series,
+            |b, _| b.iter(|| handle.render()),
+        );
+    }
+    g.finish();
+}
+
+criterion_group!(benches, event_paths, two_threads, render);
+criterion_main!(benches);
