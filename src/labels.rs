@@ -72,6 +72,15 @@ pub fn sanitize_label_name(name: &str) -> String {
 /// the appended part stops before it would pass `cap` bytes (on a character boundary). Returns
 /// `false` when something was cut.
 pub fn push_sanitized(out: &mut String, value: &str, cap: usize) -> bool {
+    // Fast path: printable ASCII (the common label value) is copied as is, up to the cap.
+    let bytes = value.as_bytes();
+    let fits = bytes.len() <= cap;
+    let head = if fits { bytes } else { &bytes[..cap] };
+    if head.iter().all(|&b| (0x20..0x7f).contains(&b)) {
+        // `head` is ASCII, so it ends on a char boundary of `value`.
+        out.push_str(&value[..head.len()]);
+        return fits;
+    }
     let start = out.len();
     for c in value.chars() {
         let c = if c.is_control() && c != '\n' && c != '\t' {

@@ -2,7 +2,7 @@
 //! callsite registers, and found again per event with a lock-free lookup.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, OnceLock, PoisonError, RwLock};
 
 use tracing_core::Metadata;
@@ -80,8 +80,6 @@ pub(crate) struct Plan {
     pub(crate) slot_of_field: Box<[u8]>,
     pub(crate) slots: Box<[SlotUse]>,
     pub(crate) actions: Box<[Action]>,
-    /// Label-field ids any label may take from enclosing spans (empty: no span walk).
-    pub(crate) inherit_ids: Box<[u8]>,
     /// Spans: whether the span keeps fields for its own labels or its children's.
     pub(crate) stores_fields: bool,
 }
@@ -93,46 +91,33 @@ impl Plan {
     }
 }
 
-/// A handful of series an action has used, found with atomic loads only (no lock), so that
-/// the common case — a callsite that keeps hitting a few label sets — never touches the
-/// metric's shared table.
+/// A handful of series an action has used, found with atomic loads and string compares only
+/// (no hash, no lock), so that the common case — a callsite that keeps hitting a few label
+/// sets — never touches the metric's shared table. Slots fill in order and are never replaced.
 #[derive(Debug, Default)]
 pub(crate) struct SeriesCache {
-    slots: [CacheSlot; 4],
-}
-
-#[derive(Debug, Default)]
-struct CacheSlot {
-    hash: AtomicU64,
-    series: OnceLock<Arc<Series>>,
+    slots: [OnceLock<Arc<Series>>; 4],
 }
 
 impl SeriesCache {
-    pub(crate) fn get(&self, hash: u64, set: u32, values: &[&str]) -> Option<&Arc<Series>> {
+    #[inline]
+    pub(crate) fn get(&self, set: u32, values: &[&str]) -> Option<&Arc<Series>> {
         for slot in &self.slots {
-            let h = slot.hash.load(Ordering::Acquire);
-            if h == 0 {
-                return None;
-            }
-            if h == hash {
-                if let Some(s) = slot.series.get() {
-                    if s.key_eq(set, values) {
-                        return Some(s);
-                    }
-                }
+            // A slot is only filled after every slot before it, so an empty one ends the search.
+            let s = slot.get()?;
+            if s.key_eq(set, values) {
+                return Some(s);
             }
         }
         None
     }
 
     pub(crate) fn put(&self, series: &Arc<Series>) {
-        let hash = series.hash();
-        if hash == 0 {
-            return;
+        if series.hash() == 0 {
+            return; // the overflow series: every use must be counted, so never cached
         }
         for slot in &self.slots {
-            if slot.series.set(Arc::clone(series)).is_ok() {
-                slot.hash.store(hash, Ordering::Release);
+            if slot.set(Arc::clone(series)).is_ok() {
                 return;
             }
         }
@@ -257,19 +242,11 @@ impl Compiled {
         if self.prefix_fields && meta.is_event() {
             self.prefix_actions(&mut b, &mut actions);
         }
-        let mut inherit_ids: Vec<u8> = actions
-            .iter()
-            .flat_map(|a| a.labels.iter())
-            .flat_map(|l| l.inherit.iter().copied())
-            .collect();
-        inherit_ids.sort_unstable();
-        inherit_ids.dedup();
         let stores_fields = meta.is_span() && b.slots.iter().any(|s| s.field_id != NONE);
         Plan {
             slot_of_field: b.slot_of_field,
             slots: b.slots.into_boxed_slice(),
             actions: actions.into_boxed_slice(),
-            inherit_ids: inherit_ids.into_boxed_slice(),
             stores_fields,
         }
     }

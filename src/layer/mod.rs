@@ -110,15 +110,9 @@ where
                 plan: &plan,
                 scratch,
             });
-            // Walk the enclosing spans only when a label that may inherit has no own value.
-            let needs_spans = plan.actions.iter().flat_map(|a| a.labels.iter()).any(|l| {
-                !l.inherit.is_empty()
-                    && l.own
-                        .iter()
-                        .all(|&slot| scratch.label[slot as usize].is_none())
-            });
-            if needs_spans {
-                self.collect_fields(&plan.inherit_ids, None, ctx.event_scope(event), scratch);
+            let needed = needed_ids(&plan, scratch, None);
+            if !needed.is_empty() {
+                self.collect_fields(&needed, None, ctx.event_scope(event), scratch);
             }
             for action in plan.actions.iter() {
                 apply(action, scratch, || 0.0);
@@ -147,8 +141,13 @@ where
                 .any(|a| matches!(a.value, ValuePlan::SpanActive))
             {
                 scratch.clear(plan.slots.len());
-                let parents = ctx.span(id).and_then(|s| s.parent()).map(|p| p.scope());
-                self.collect_fields(&plan.inherit_ids, Some(&state.fields), parents, scratch);
+                let needed = needed_ids(&plan, scratch, Some(&state.fields));
+                let parents = if needed.is_empty() {
+                    None
+                } else {
+                    ctx.span(id).and_then(|s| s.parent()).map(|p| p.scope())
+                };
+                self.collect_fields(&needed, Some(&state.fields), parents, scratch);
                 let mut k = 0;
                 for action in plan
                     .actions
@@ -209,8 +208,13 @@ where
         }
         let seconds = state.start.elapsed().as_secs_f64();
         with_scratch(plan.slots.len(), |scratch| {
-            let parents = span.parent().map(|p| p.scope());
-            self.collect_fields(&plan.inherit_ids, Some(&state.fields), parents, scratch);
+            let needed = needed_ids(&plan, scratch, Some(&state.fields));
+            let parents = if needed.is_empty() {
+                None
+            } else {
+                span.parent().map(|p| p.scope())
+            };
+            self.collect_fields(&needed, Some(&state.fields), parents, scratch);
             for action in plan.actions.iter().filter(on_close) {
                 apply(action, scratch, || seconds);
             }
@@ -219,49 +223,106 @@ where
 }
 
 impl MetricsLayer {
-    /// Copies the label fields `ids` kept by `own` (depth 0) and then by each span of `scope`,
-    /// nearest first, into `scratch.inherited`; stops once every id has a value (nearer spans
-    /// win, so deeper ones would not be used).
+    /// Copies every field kept by `own` (the span itself), then the `needed` label fields from
+    /// the spans of `scope`, nearest first, into `scratch.inherited`; stops once each needed
+    /// field has a value (nearer spans win, so deeper ones would not be used).
     fn collect_fields<S>(
         &self,
-        ids: &[u8],
+        needed: &IdSet,
         own: Option<&InlineFields>,
         scope: Option<Scope<'_, S>>,
         scratch: &mut Scratch,
     ) where
         S: Subscriber + for<'a> LookupSpan<'a>,
     {
-        if ids.is_empty() {
-            return;
-        }
-        let mut missing = ids.len();
-        let mut copy = |f: &InlineFields, scratch: &mut Scratch| {
-            for &fid in ids {
-                if let Some(v) = f.get(fid) {
-                    if !scratch.inherited.iter().any(|e| e.0 == fid) {
-                        missing -= 1;
-                    }
-                    let r = scratch.push(v);
-                    scratch.inherited.push((fid, r.0, r.1));
-                }
-            }
-            missing == 0
-        };
         if let Some(own) = own {
-            if copy(own, scratch) {
-                return;
+            for (fid, v) in own.iter() {
+                let r = scratch.push_raw(v);
+                scratch.inherited.push((fid, r.0, r.1));
             }
+        }
+        let mut missing = *needed;
+        if missing.is_empty() {
+            return;
         }
         for span in scope.into_iter().flatten() {
             let id = span.id().into_u64();
             let shard = self.shared.spans.shard(id);
             if let Some(state) = shard.get(&id) {
-                if copy(&state.fields, scratch) {
+                let mut i = 0;
+                while i < missing.len() {
+                    let fid = missing.ids[i];
+                    if let Some(v) = state.fields.get(fid) {
+                        let r = scratch.push_raw(v);
+                        scratch.inherited.push((fid, r.0, r.1));
+                        missing.remove(i);
+                    } else {
+                        i += 1;
+                    }
+                }
+                if missing.is_empty() {
                     return;
                 }
             }
         }
     }
+}
+
+/// A small set of label-field ids, on the stack.
+#[derive(Debug, Clone, Copy)]
+struct IdSet {
+    ids: [u8; 16],
+    len: usize,
+}
+
+impl IdSet {
+    const EMPTY: IdSet = IdSet {
+        ids: [0; 16],
+        len: 0,
+    };
+
+    fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    fn len(&self) -> usize {
+        self.len
+    }
+
+    fn insert(&mut self, id: u8) {
+        if self.len < self.ids.len() && !self.ids[..self.len].contains(&id) {
+            self.ids[self.len] = id;
+            self.len += 1;
+        }
+    }
+
+    fn remove(&mut self, i: usize) {
+        self.ids[i] = self.ids[self.len - 1];
+        self.len -= 1;
+    }
+}
+
+/// The label fields the plan's labels still need from enclosing spans: those of every label
+/// with no value among the callsite's own captures nor, for spans, among the fields the span
+/// itself keeps (`own`).
+fn needed_ids(plan: &Plan, scratch: &Scratch, own: Option<&InlineFields>) -> IdSet {
+    let mut set = IdSet::EMPTY;
+    for label in plan.actions.iter().flat_map(|a| a.labels.iter()) {
+        if label.inherit.is_empty() {
+            continue;
+        }
+        let has_own = label
+            .own
+            .iter()
+            .any(|&slot| scratch.label[slot as usize].is_some())
+            || own.is_some_and(|f| label.inherit.iter().any(|&fid| f.get(fid).is_some()));
+        if !has_own {
+            for &fid in label.inherit.iter() {
+                set.insert(fid);
+            }
+        }
+    }
+    set
 }
 
 /// Keeps the label fields a span's plan marks for storing.
@@ -345,11 +406,11 @@ fn apply(
     }
     let values = &values[..n];
     let metric = &action.metric;
-    let hash = metric.hash_values(action.set, values);
     let fetched;
-    let series = match action.cache.get(hash, action.set, values) {
+    let series = match action.cache.get(action.set, values) {
         Some(s) => s,
         None => {
+            let hash = metric.hash_values(action.set, values);
             fetched = metric.series(hash, action.set, values);
             action.cache.put(&fetched);
             &fetched

@@ -16,24 +16,13 @@ const SPAN_BYTES: usize = 256;
 /// Open/close gauges per span.
 pub(crate) const SPAN_ACTIVE: usize = 2;
 
-/// Label-field values kept inline.
-#[derive(Debug, Clone)]
+/// Label-field values kept inline (no heap).
+#[derive(Debug, Clone, Default)]
 pub(crate) struct InlineFields {
     ids: [u8; SPAN_FIELDS],
     ends: [u16; SPAN_FIELDS],
     len: u8,
-    buf: [u8; SPAN_BYTES],
-}
-
-impl Default for InlineFields {
-    fn default() -> Self {
-        InlineFields {
-            ids: [0; SPAN_FIELDS],
-            ends: [0; SPAN_FIELDS],
-            len: 0,
-            buf: [0; SPAN_BYTES],
-        }
-    }
+    buf: arrayvec::ArrayString<SPAN_BYTES>,
 }
 
 impl InlineFields {
@@ -48,7 +37,15 @@ impl InlineFields {
             .iter()
             .position(|&x| x == id)?;
         let (s, e) = self.range(i);
-        std::str::from_utf8(&self.buf[s..e]).ok()
+        self.buf.get(s..e)
+    }
+
+    /// Every kept `(id, value)`.
+    pub(crate) fn iter(&self) -> impl Iterator<Item = (u8, &str)> {
+        (0..self.len as usize).map(|i| {
+            let (s, e) = self.range(i);
+            (self.ids[i], self.buf.get(s..e).unwrap_or(""))
+        })
     }
 
     /// Sets label-field `id` (a late `Span::record` replaces the earlier value). `value` is
@@ -62,22 +59,28 @@ impl InlineFields {
         if n >= SPAN_FIELDS {
             return;
         }
-        let start = if n == 0 { 0 } else { self.ends[n - 1] as usize };
-        let mut take = value.len().min(SPAN_BYTES - start).min(MAX_LABEL_VALUE_LEN);
+        let mut take = value
+            .len()
+            .min(self.buf.remaining_capacity())
+            .min(MAX_LABEL_VALUE_LEN);
         while !value.is_char_boundary(take) {
             take -= 1;
         }
-        self.buf[start..start + take].copy_from_slice(&value.as_bytes()[..take]);
+        // `take` is within the remaining capacity, so this cannot fail.
+        let _ = self.buf.try_push_str(&value[..take]);
         self.ids[n] = id;
-        self.ends[n] = (start + take) as u16;
+        self.ends[n] = self.buf.len() as u16;
         self.len += 1;
     }
 
     fn remove(&mut self, i: usize) {
         let n = self.len as usize;
         let (s, e) = self.range(i);
-        let total = self.ends[n - 1] as usize;
-        self.buf.copy_within(e..total, s);
+        let mut rebuilt = arrayvec::ArrayString::<SPAN_BYTES>::new();
+        // Both halves are slices of the buffer, so they fit.
+        let _ = rebuilt.try_push_str(self.buf.get(..s).unwrap_or(""));
+        let _ = rebuilt.try_push_str(self.buf.get(e..).unwrap_or(""));
+        self.buf = rebuilt;
         let width = (e - s) as u16;
         for j in i..n - 1 {
             self.ids[j] = self.ids[j + 1];

@@ -43,6 +43,13 @@ impl Scratch {
         self.buf.get(start as usize..end as usize).unwrap_or("")
     }
 
+    /// Appends `v` as is (already sanitised, e.g. kept by a span) and returns its range.
+    pub(crate) fn push_raw(&mut self, v: &str) -> (u32, u32) {
+        let start = self.buf.len();
+        self.buf.push_str(v);
+        (start as u32, self.buf.len() as u32)
+    }
+
     /// Appends a sanitised copy of `v` and returns its range.
     pub(crate) fn push(&mut self, v: &str) -> (u32, u32) {
         let start = self.buf.len();

@@ -1,0 +1,55 @@
+//! A fixed workload for instruction-level profiling of the layer's hot paths, free of criterion's
+//! and the other benchmarks' set-up:
+//!
+//! ```text
+//! cargo build --release --example hot_path_profile
+//! valgrind --tool=callgrind target/release/examples/hot_path_profile counter 200000
+//! callgrind_annotate callgrind.out.<pid> | head -40
+//! ```
+//! Shapes: `counter` (own + inherited label), `histogram`, `db_span`, `relay_span`.
+
+use dchat_telemetry::{LabelSource, MetricKind, Rule, Rules, Telemetry};
+use tracing_subscriber::prelude::*;
+
+fn main() {
+    let mut args = std::env::args().skip(1);
+    let shape = args.next().unwrap_or_else(|| "counter".into());
+    let n: u64 = args.next().and_then(|s| s.parse().ok()).unwrap_or(200_000);
+    let rule = Rule::builder(MetricKind::Counter, "bench_events_total")
+        .with_event_name("bench.event")
+        .with_description("Bench events.")
+        .with_label("channel")
+        .with_label_from("node", [LabelSource::field("node")])
+        .build()
+        .expect("valid rule");
+    let t = Telemetry::builder()
+        .with_rules(Rules::dchat_defaults().with_rule(rule))
+        .without_env()
+        .build()
+        .expect("valid config");
+    let d: tracing::Dispatch = tracing_subscriber::registry().with(t.layer()).into();
+    tracing::dispatcher::with_default(&d, || {
+        let _node = tracing::info_span!("node", node = "node-1").entered();
+        for i in 0..n {
+            match shape.as_str() {
+                "counter" => tracing::info!(name: "bench.event", channel = "general", "x"),
+                "histogram" => {
+                    tracing::info!(name: "message.received", channel = "general", latency_seconds = 0.012, "x")
+                }
+                "db_span" => {
+                    drop(tracing::info_span!("db.query", db.operation = "insert").entered())
+                }
+                "relay_span" => drop(tracing::info_span!(
+                    "relay.connection",
+                    relay = "relay-eu-1"
+                )),
+                other => {
+                    eprintln!("unknown shape {other}");
+                    std::process::exit(2);
+                }
+            }
+            std::hint::black_box(i);
+        }
+    });
+    std::hint::black_box(t.render().map(|s| s.len()).unwrap_or(0));
+}
