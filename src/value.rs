@@ -3,6 +3,10 @@
 //! Every conversion either gives a value the instrument records exactly as the docs say, or a
 //! [`DropReason`] that is counted in `dchat_telemetry_values_dropped_total{metric,reason}`.
 
+/// The largest increment an integer counter takes (2^53): every count stays exactly
+/// representable in Prometheus' float64 samples, and no sum can wrap around in practice.
+pub(crate) const MAX_INCREMENT: u64 = 1 << 53;
+
 /// A numeric field value as tracing hands it over.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub(crate) enum Num {
@@ -82,8 +86,17 @@ impl Num {
         }
     }
 
-    /// For a `u64` counter: non-negative integers only.
+    /// For a `u64` counter: non-negative integers up to [`MAX_INCREMENT`].
     pub(crate) fn to_counter_u64(self) -> Result<u64, DropReason> {
+        let v = self.to_any_counter_u64()?;
+        if v > MAX_INCREMENT {
+            Err(DropReason::OutOfRange)
+        } else {
+            Ok(v)
+        }
+    }
+
+    fn to_any_counter_u64(self) -> Result<u64, DropReason> {
         match self {
             Num::U64(v) => Ok(v),
             Num::I64(v) => u64::try_from(v).map_err(|_| DropReason::Negative),
@@ -140,7 +153,15 @@ mod tests {
 
     #[test]
     fn counter_conversions() {
-        assert_eq!(Num::U64(u64::MAX).to_counter_u64(), Ok(u64::MAX));
+        assert_eq!(Num::U64(MAX_INCREMENT).to_counter_u64(), Ok(MAX_INCREMENT));
+        assert_eq!(
+            Num::U64(MAX_INCREMENT + 1).to_counter_u64(),
+            Err(DropReason::OutOfRange)
+        );
+        assert_eq!(
+            Num::U64(u64::MAX).to_counter_u64(),
+            Err(DropReason::OutOfRange)
+        );
         assert_eq!(Num::I64(-1).to_counter_u64(), Err(DropReason::Negative));
         assert_eq!(
             Num::F64(f64::NAN).to_counter_u64(),

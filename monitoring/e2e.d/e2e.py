@@ -411,6 +411,10 @@ def main():
     except Abort as e:
         res.check("run", False, f"aborted: {e}", expected=f"(was waiting for) {WAITING['what']}",
                   got=WAITING["last"])
+    except Exception as e:  # a bug in this script, or an answer it could not read: still clean up and count it
+        import traceback
+        traceback.print_exc()
+        res.check("run", False, f"internal error: {type(e).__name__}: {e}")
     finally:
         signal.setitimer(signal.ITIMER_REAL, 0)
         for s in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):

@@ -301,3 +301,38 @@ pub fn server_telemetry() -> Telemetry {
         .build()
         .expect("valid config")
 }
+
+/// Parses `text` with Python `prometheus_client`'s strict text parser
+/// (`scripts/check-exposition.py`); `Err` with the parser's complaint when it rejects it.
+/// Panics when Python or the package is missing (`scripts/install-tools` installs it).
+pub fn python_parse(text: &str) -> Result<usize, String> {
+    use std::io::Write as _;
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/scripts/check-exposition.py");
+    let mut child = std::process::Command::new("python3")
+        .arg(script)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("python3 not runnable ({e}); run scripts/install-tools first"));
+    let mut stdin = child.stdin.take().expect("piped stdin");
+    let input = text.as_bytes().to_vec();
+    let writer = std::thread::spawn(move || {
+        let _ = stdin.write_all(&input);
+    });
+    let out = child.wait_with_output().expect("python ran");
+    let _ = writer.join();
+    let stderr = String::from_utf8_lossy(&out.stderr).to_string();
+    assert!(
+        !stderr.contains("No module named"),
+        "prometheus_client missing; run scripts/install-tools: {stderr}"
+    );
+    if out.status.success() {
+        Ok(String::from_utf8_lossy(&out.stdout)
+            .trim()
+            .parse()
+            .unwrap_or(0))
+    } else {
+        Err(stderr)
+    }
+}
