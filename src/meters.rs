@@ -543,3 +543,46 @@ fn register_rate_observer(meter: &Meter, metric: &Arc<Metric>) {
         })
         .build();
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use opentelemetry::metrics::MeterProvider as _;
+
+    fn meters() -> (opentelemetry_sdk::metrics::SdkMeterProvider, Meters) {
+        let provider = opentelemetry_sdk::metrics::SdkMeterProvider::builder().build();
+        let meters = Meters::new(provider.meter("t"), 10, 60, Arc::from(Vec::new()));
+        (provider, meters)
+    }
+
+    #[test]
+    fn a_poisoned_series_table_keeps_recording() {
+        let (_p, meters) = meters();
+        let m = meters.get_or_create(&MetricDef::from_info(&catalog::ERRORS), true).unwrap();
+        m.record(&["before"], Num::U64(1));
+        let m2 = Arc::clone(&m);
+        let poisoner = std::thread::spawn(move || {
+            let _guard = m2.table.map.write().unwrap();
+            panic!("poison the table on purpose");
+        });
+        assert!(poisoner.join().is_err());
+        assert!(m.table.map.is_poisoned());
+        m.record(&["before"], Num::U64(1));
+        m.record(&["after"], Num::U64(1));
+        assert_eq!(m.series_count(), 2);
+    }
+
+    #[test]
+    fn a_poisoned_registry_keeps_creating_metrics() {
+        let (_p, meters) = meters();
+        let meters = Arc::new(meters);
+        let m2 = Arc::clone(&meters);
+        let poisoner = std::thread::spawn(move || {
+            let _guard = m2.by_name.lock().unwrap();
+            panic!("poison the registry on purpose");
+        });
+        assert!(poisoner.join().is_err());
+        assert!(meters.get_or_create(&MetricDef::from_info(&catalog::MESSAGES_SENT), true).is_some());
+        assert!(meters.get(catalog::MESSAGES_SENT.name).is_some());
+    }
+}

@@ -124,3 +124,29 @@ fn a_debug_impl_that_logs_does_not_deadlock_or_lose_the_outer_event() {
         None
     );
 }
+
+#[test]
+fn a_panicking_debug_impl_does_not_unwind_out_of_the_layer() {
+    struct Bomb;
+    impl std::fmt::Debug for Bomb {
+        fn fmt(&self, _: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            panic!("a caller's Debug impl panics");
+        }
+    }
+    impl std::fmt::Display for Bomb {
+        fn fmt(&self, _: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            panic!("a caller's Display impl panics");
+        }
+    }
+    let t = telemetry();
+    with_layer(&t, || {
+        tracing::info!(name: "message.sent", channel = ?Bomb, "sent");
+        tracing::info!(name: "message.sent", channel = "ok", count = %Bomb, "sent");
+        tracing::info!(name: "message.sent", channel = "ok", "sent");
+    });
+    let text = t.render().unwrap();
+    // The label fell back, the unparseable count was counted as a wrong type, no count lost.
+    assert_eq!(sample(&text, "dchat_messages_sent_total", &[("channel", "unknown")]), Some(1.0));
+    assert_eq!(sample(&text, "dchat_messages_sent_total", &[("channel", "ok")]), Some(1.0));
+    assert_eq!(dropped(&text, "dchat_messages_sent_total", "wrong_type"), Some(1.0));
+}

@@ -3,6 +3,7 @@
 
 use std::cell::RefCell;
 use std::fmt::{self, Write as _};
+use std::panic::{catch_unwind, AssertUnwindSafe};
 
 use tracing_core::field::{Field, Visit};
 
@@ -97,8 +98,17 @@ impl Visitor<'_> {
 
     fn label_fmt(&mut self, slot: usize, args: fmt::Arguments<'_>) {
         let start = self.scratch.buf.len();
-        // An error only means the value was cut at the length cap.
-        let _ = CappedWriter::new(&mut self.scratch.buf, MAX_LABEL_VALUE_LEN).write_fmt(args);
+        // An error only means the value was cut at the length cap. A panicking `Debug` or
+        // `Display` impl is the caller's bug; it must not unwind out of the layer, so the label
+        // is left without a value (its fallback applies).
+        let buf = &mut self.scratch.buf;
+        let formatted = catch_unwind(AssertUnwindSafe(|| {
+            let _ = CappedWriter::new(buf, MAX_LABEL_VALUE_LEN).write_fmt(args);
+        }));
+        if formatted.is_err() {
+            self.scratch.buf.truncate(start);
+            return;
+        }
         self.scratch.label[slot] = Some((start as u32, self.scratch.buf.len() as u32));
     }
 
@@ -174,11 +184,12 @@ impl Visit for Visitor<'_> {
             if usage.value {
                 // Parse what the value prints (`count = %n`), through the buffer's tail.
                 let start = self.scratch.buf.len();
-                let fits = CappedWriter::new(&mut self.scratch.buf, 64)
-                    .write_fmt(format_args!("{value:?}"))
-                    .is_ok();
-                let parsed = if fits {
-                    Num::parse(&self.scratch.buf[start..])
+                let buf = &mut self.scratch.buf;
+                let fits = catch_unwind(AssertUnwindSafe(|| {
+                    CappedWriter::new(buf, 64).write_fmt(format_args!("{value:?}")).is_ok()
+                }));
+                let parsed = if matches!(fits, Ok(true)) {
+                    Num::parse(self.scratch.buf.get(start..).unwrap_or(""))
                 } else {
                     Err(DropReason::WrongType)
                 };
