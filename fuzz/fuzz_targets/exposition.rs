@@ -12,7 +12,11 @@ use tracing_subscriber::prelude::*;
 fn setup() -> &'static (Telemetry, tracing::Dispatch) {
     static S: OnceLock<(Telemetry, tracing::Dispatch)> = OnceLock::new();
     S.get_or_init(|| {
-        let t = Telemetry::builder().with_cardinality_limit(64).without_env().build().expect("config");
+        let t = Telemetry::builder()
+            .with_cardinality_limit(64)
+            .without_env()
+            .build()
+            .expect("config");
         let d = tracing_subscriber::registry().with(t.layer()).into();
         (t, d)
     })
@@ -25,7 +29,10 @@ fn check_line(line: &str) {
         Some(i) => (&line[..i], &line[i..]),
         None => line.split_at(line.find(' ').expect("sample has a value")),
     };
-    assert!(dchat_telemetry::labels::is_valid_metric_name(name), "bad name in {line:?}");
+    assert!(
+        dchat_telemetry::labels::is_valid_metric_name(name),
+        "bad name in {line:?}"
+    );
     let mut chars = rest.chars().peekable();
     let mut value_part = rest;
     if chars.peek() == Some(&'{') {
@@ -41,7 +48,10 @@ fn check_line(line: &str) {
                 }
                 key.push(c);
             }
-            assert!(!key.is_empty() && key.chars().all(|c| c.is_ascii_alphanumeric() || c == '_'), "bad label name {key:?} in {line:?}");
+            assert!(
+                !key.is_empty() && key.chars().all(|c| c.is_ascii_alphanumeric() || c == '_'),
+                "bad label name {key:?} in {line:?}"
+            );
             assert_eq!(chars.next(), Some('"'), "{line:?}");
             consumed += 1;
             loop {
@@ -51,7 +61,10 @@ fn check_line(line: &str) {
                     '\\' => {
                         let e = chars.next().expect("dangling escape");
                         consumed += e.len_utf8();
-                        assert!(matches!(e, '\\' | '"' | 'n'), "bad escape \\{e} in {line:?}");
+                        assert!(
+                            matches!(e, '\\' | '"' | 'n'),
+                            "bad escape \\{e} in {line:?}"
+                        );
                     }
                     '"' => break,
                     '\n' => panic!("raw newline in a label value"),
@@ -70,7 +83,10 @@ fn check_line(line: &str) {
         value_part = &rest[consumed..];
     }
     let v = value_part.trim();
-    assert!(v == "+Inf" || v == "-Inf" || v == "NaN" || v.parse::<f64>().is_ok(), "bad value {v:?} in {line:?}");
+    assert!(
+        v == "+Inf" || v == "-Inf" || v == "NaN" || v.parse::<f64>().is_ok(),
+        "bad value {v:?} in {line:?}"
+    );
 }
 
 fuzz_target!(|data: &[u8]| {
@@ -79,7 +95,9 @@ fuzz_target!(|data: &[u8]| {
     let mut parts = text.split('\u{1}');
     let a = parts.next().unwrap_or("");
     let b = parts.next().unwrap_or("");
-    let n = data.iter().fold(0u64, |h, &x| h.wrapping_mul(31).wrapping_add(x as u64));
+    let n = data
+        .iter()
+        .fold(0u64, |h, &x| h.wrapping_mul(31).wrapping_add(x as u64));
     tracing::dispatcher::with_default(d, || {
         let _room = tracing::info_span!("room", channel = a).entered();
         tracing::info!(name: "message.sent", "sent");
@@ -93,7 +111,11 @@ fuzz_target!(|data: &[u8]| {
         tracing::info!(gauge.fuzz_level = f64::from_bits(n.rotate_left(7)));
     });
     let out = t.render().expect("render");
-    assert!(out.len() < 4 << 20, "exposition grew to {} bytes", out.len());
+    assert!(
+        out.len() < 4 << 20,
+        "exposition grew to {} bytes",
+        out.len()
+    );
     for line in out.lines().filter(|l| !l.starts_with('#') && !l.is_empty()) {
         check_line(line);
     }
