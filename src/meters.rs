@@ -558,7 +558,9 @@ mod tests {
     #[test]
     fn a_poisoned_series_table_keeps_recording() {
         let (_p, meters) = meters();
-        let m = meters.get_or_create(&MetricDef::from_info(&catalog::ERRORS), true).unwrap();
+        let m = meters
+            .get_or_create(&MetricDef::from_info(&catalog::ERRORS), true)
+            .unwrap();
         m.record(&["before"], Num::U64(1));
         let m2 = Arc::clone(&m);
         let poisoner = std::thread::spawn(move || {
@@ -582,7 +584,9 @@ mod tests {
             panic!("poison the registry on purpose");
         });
         assert!(poisoner.join().is_err());
-        assert!(meters.get_or_create(&MetricDef::from_info(&catalog::MESSAGES_SENT), true).is_some());
+        assert!(meters
+            .get_or_create(&MetricDef::from_info(&catalog::MESSAGES_SENT), true)
+            .is_some());
         assert!(meters.get(catalog::MESSAGES_SENT.name).is_some());
     }
 }

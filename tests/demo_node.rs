@@ -176,3 +176,67 @@ fn bad_flags_exit_2_with_usage() {
         );
     }
 }
+
+#[test]
+fn sigterm_turns_ready_off_drains_and_exits_zero() {
+    let port = free_port();
+    let addr: std::net::SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+    let child = Command::new(demo_binary())
+        .args(["--listen", &addr.to_string(), "--node-id", "term-node"])
+        .env("DCHAT_TELEMETRY_DRAIN", "2s")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    struct Kill(std::process::Child);
+    impl Drop for Kill {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+    let mut child = Kill(child);
+    let mut ready = 0;
+    for _ in 0..200 {
+        if let Ok((status, _, _)) = common::http_raw(
+            addr,
+            b"GET /ready HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+        ) {
+            ready = status;
+            if status == 200 {
+                break;
+            }
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert_eq!(ready, 200);
+    let term = Command::new("kill")
+        .args(["-TERM", &child.0.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(term.success());
+    // During the drain: not ready, still scraped.
+    let mut saw_503 = false;
+    for _ in 0..40 {
+        if http_get(addr, "/ready", "").0 == 503 {
+            saw_503 = true;
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(25));
+    }
+    assert!(saw_503, "/ready did not turn 503 after SIGTERM");
+    assert_eq!(
+        http_get(addr, "/metrics", "").0,
+        200,
+        "/metrics answers during the drain"
+    );
+    let deadline = Instant::now() + Duration::from_secs(15);
+    let status = loop {
+        if let Some(s) = child.0.try_wait().unwrap() {
+            break s;
+        }
+        assert!(Instant::now() < deadline, "did not exit after the drain");
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert_eq!(status.code(), Some(0));
+}

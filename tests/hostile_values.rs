@@ -146,7 +146,20 @@ fn a_panicking_debug_impl_does_not_unwind_out_of_the_layer() {
     });
     let text = t.render().unwrap();
     // The label fell back, the unparseable count was counted as a wrong type, no count lost.
-    assert_eq!(sample(&text, "dchat_messages_sent_total", &[("channel", "unknown")]), Some(1.0));
-    assert_eq!(sample(&text, "dchat_messages_sent_total", &[("channel", "ok")]), Some(1.0));
-    assert_eq!(dropped(&text, "dchat_messages_sent_total", "wrong_type"), Some(1.0));
+    assert_eq!(
+        sample(
+            &text,
+            "dchat_messages_sent_total",
+            &[("channel", "unknown")]
+        ),
+        Some(1.0)
+    );
+    assert_eq!(
+        sample(&text, "dchat_messages_sent_total", &[("channel", "ok")]),
+        Some(1.0)
+    );
+    assert_eq!(
+        dropped(&text, "dchat_messages_sent_total", "wrong_type"),
+        Some(1.0)
+    );
 }

@@ -22,7 +22,10 @@ unsafe impl GlobalAlloc for Counting {
         unsafe { System.dealloc(ptr, layout) }
     }
     unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        LIVE.fetch_add(new_size as isize - layout.size() as isize, Ordering::Relaxed);
+        LIVE.fetch_add(
+            new_size as isize - layout.size() as isize,
+            Ordering::Relaxed,
+        );
         // SAFETY: same contract as the caller's.
         unsafe { System.realloc(ptr, layout, new_size) }
     }
@@ -34,7 +37,11 @@ static GLOBAL: Counting = Counting;
 #[test]
 fn bytes_per_series_and_per_open_span() {
     const N: usize = 10_000;
-    let t = dchat_telemetry::Telemetry::builder().with_cardinality_limit(N + 10).without_env().build().unwrap();
+    let t = dchat_telemetry::Telemetry::builder()
+        .with_cardinality_limit(N + 10)
+        .without_env()
+        .build()
+        .unwrap();
     let dispatch: tracing::Dispatch = tracing_subscriber::registry().with(t.layer()).into();
     tracing::dispatcher::with_default(&dispatch, || {
         // Warm up paths and the first series.
@@ -48,8 +55,11 @@ fn bytes_per_series_and_per_open_span() {
         let per_series = (LIVE.load(Ordering::SeqCst) - before) as f64 / N as f64;
 
         let before = LIVE.load(Ordering::SeqCst);
-        let spans: Vec<tracing::Span> = (0..N).map(|_| tracing::info_span!("relay.connection", relay = "relay-1")).collect();
-        let per_span = (LIVE.load(Ordering::SeqCst) - before) as f64 / N as f64 - std::mem::size_of::<tracing::Span>() as f64;
+        let spans: Vec<tracing::Span> = (0..N)
+            .map(|_| tracing::info_span!("relay.connection", relay = "relay-1"))
+            .collect();
+        let per_span = (LIVE.load(Ordering::SeqCst) - before) as f64 / N as f64
+            - std::mem::size_of::<tracing::Span>() as f64;
         drop(spans);
 
         let before = LIVE.load(Ordering::SeqCst);

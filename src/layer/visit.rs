@@ -186,7 +186,9 @@ impl Visit for Visitor<'_> {
                 let start = self.scratch.buf.len();
                 let buf = &mut self.scratch.buf;
                 let fits = catch_unwind(AssertUnwindSafe(|| {
-                    CappedWriter::new(buf, 64).write_fmt(format_args!("{value:?}")).is_ok()
+                    CappedWriter::new(buf, 64)
+                        .write_fmt(format_args!("{value:?}"))
+                        .is_ok()
                 }));
                 let parsed = if matches!(fits, Ok(true)) {
                     Num::parse(self.scratch.buf.get(start..).unwrap_or(""))
