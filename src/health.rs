@@ -169,6 +169,19 @@ impl Health {
             .unwrap_or_else(PoisonError::into_inner) = Some(metric);
     }
 
+    /// Adds `n` to `dchat_telemetry_health_check_failures_total{check}`.
+    fn count_failures(&self, check: &str, n: u64) {
+        let metric = self
+            .inner
+            .failures
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone();
+        if let Some(m) = metric {
+            m.record(&[check], Num::U64(n));
+        }
+    }
+
     /// The readiness gate `name`, created not ready on first use; the same name gives the same
     /// gate.
     pub fn readiness_gate(&self, name: &str) -> ReadinessGate {
@@ -195,15 +208,7 @@ impl Health {
     where
         F: Fn() -> Result<(), String> + Send + Sync + 'static,
     {
-        let metric = self
-            .inner
-            .failures
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .clone();
-        if let Some(m) = metric {
-            m.record(&[name], Num::U64(0)); // the series exists from the start
-        }
+        self.count_failures(name, 0); // the series exists from the start
         let mut checks = self
             .inner
             .checks
@@ -310,15 +315,7 @@ impl Health {
                 },
             };
             if outcome.is_err() {
-                let metric = self
-                    .inner
-                    .failures
-                    .lock()
-                    .unwrap_or_else(PoisonError::into_inner)
-                    .clone();
-                if let Some(m) = metric {
-                    m.record(&[&name], Num::U64(1));
-                }
+                self.count_failures(&name, 1);
             }
             checks.insert(
                 format!("{name}:liveness"),

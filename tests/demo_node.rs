@@ -27,6 +27,30 @@ fn demo_binary() -> std::path::PathBuf {
     bin
 }
 
+/// Kills and reaps the child when the test ends, whichever way it ends.
+struct Kill(std::process::Child);
+
+impl Drop for Kill {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+impl Kill {
+    /// Waits (bounded) for the process to exit on its own.
+    fn wait_exit(&mut self, within: Duration, what: &str) -> std::process::ExitStatus {
+        let deadline = Instant::now() + within;
+        loop {
+            if let Some(s) = self.0.try_wait().unwrap() {
+                return s;
+            }
+            assert!(Instant::now() < deadline, "{what}");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
 fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
@@ -59,13 +83,6 @@ fn demo_serves_the_catalogue_and_exits_cleanly() {
         .stderr(Stdio::null())
         .spawn()
         .expect("demo binary built by cargo test");
-    struct Kill(std::process::Child);
-    impl Drop for Kill {
-        fn drop(&mut self) {
-            let _ = self.0.kill();
-            let _ = self.0.wait();
-        }
-    }
     // Wait (bounded) for the listener, and see /ready answer 503 during start-up.
     let start = Instant::now();
     let mut first_ready = None;
@@ -142,14 +159,7 @@ fn demo_serves_the_catalogue_and_exits_cleanly() {
     assert_eq!(sample(&text, "dchat_telemetry_ready", &[]), Some(1.0));
 
     let mut child = Kill(child);
-    let deadline = Instant::now() + Duration::from_secs(20);
-    let status = loop {
-        if let Some(s) = child.0.try_wait().unwrap() {
-            break s;
-        }
-        assert!(Instant::now() < deadline, "--duration did not end the demo");
-        std::thread::sleep(Duration::from_millis(100));
-    };
+    let status = child.wait_exit(Duration::from_secs(20), "--duration did not end the demo");
     assert_eq!(status.code(), Some(0));
     let mut out = String::new();
     std::io::Read::read_to_string(child.0.stdout.as_mut().unwrap(), &mut out).unwrap();
@@ -188,13 +198,6 @@ fn sigterm_turns_ready_off_drains_and_exits_zero() {
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
-    struct Kill(std::process::Child);
-    impl Drop for Kill {
-        fn drop(&mut self) {
-            let _ = self.0.kill();
-            let _ = self.0.wait();
-        }
-    }
     let mut child = Kill(child);
     let mut ready = 0;
     for _ in 0..200 {
@@ -230,13 +233,6 @@ fn sigterm_turns_ready_off_drains_and_exits_zero() {
         200,
         "/metrics answers during the drain"
     );
-    let deadline = Instant::now() + Duration::from_secs(15);
-    let status = loop {
-        if let Some(s) = child.0.try_wait().unwrap() {
-            break s;
-        }
-        assert!(Instant::now() < deadline, "did not exit after the drain");
-        std::thread::sleep(Duration::from_millis(50));
-    };
+    let status = child.wait_exit(Duration::from_secs(15), "did not exit after the drain");
     assert_eq!(status.code(), Some(0));
 }

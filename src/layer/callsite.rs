@@ -424,8 +424,9 @@ impl std::ops::Deref for PlanRef<'_> {
 }
 
 /// Plans by callsite, found without a lock: an open-addressing table keyed by the address of
-/// the callsite's `'static` metadata. Plans are only added (in `register_callsite`), never
-/// removed; past half the table's capacity new plans go to a locked overflow map.
+/// the callsite's `'static` metadata. Plans (inactive ones too) are only added (in
+/// `register_callsite`, or on first use), never removed; past half the table's capacity new
+/// plans go to a locked overflow map.
 pub(crate) struct PlanTable {
     slots: Box<[PlanSlot]>,
     used: Mutex<usize>,
@@ -439,7 +440,7 @@ struct PlanSlot {
     plan: OnceLock<Arc<Plan>>,
 }
 
-const PLAN_SLOTS: usize = 4096;
+const PLAN_SLOTS: usize = 8192;
 
 impl std::fmt::Debug for PlanTable {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {

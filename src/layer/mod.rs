@@ -41,17 +41,30 @@ impl Shared {
         })
     }
 
-    /// Works out and caches the plan of a callsite; whether the layer wants it at all.
+    /// Works out and caches the plan of a callsite (an inactive plan too, so the question is
+    /// never asked twice); whether the layer wants the callsite at all.
     fn register(&self, meta: &'static Metadata<'static>) -> bool {
-        if self.plans.get(meta).is_some() {
-            return true;
+        if let Some(plan) = self.plans.get(meta) {
+            return plan.is_active();
         }
         let plan = self.compiled.plan(meta);
-        if !plan.is_active() {
-            return false;
-        }
+        let active = plan.is_active();
         self.plans.insert(meta, plan);
-        true
+        active
+    }
+
+    /// The plan of an active callsite, worked out now if tracing has not registered the callsite
+    /// with this layer yet (another thread may still be registering it with every dispatcher).
+    #[inline]
+    fn active_plan(&self, meta: &'static Metadata<'static>) -> Option<callsite::PlanRef<'_>> {
+        let plan = match self.plans.get(meta) {
+            Some(plan) => plan,
+            None => {
+                self.register(meta);
+                self.plans.get(meta)?
+            }
+        };
+        plan.is_active().then_some(plan)
     }
 }
 
@@ -82,7 +95,12 @@ impl MetricsLayer {
 
 impl<S> Filter<S> for CallsiteFilter {
     fn enabled(&self, meta: &Metadata<'_>, _cx: &Context<'_, S>) -> bool {
-        self.shared.plans.get(meta).is_some()
+        // A callsite not registered yet (a registration racing on another thread) is let
+        // through; the layer works out its plan on first use.
+        self.shared
+            .plans
+            .get(meta)
+            .is_none_or(|plan| plan.is_active())
     }
 
     fn callsite_enabled(&self, meta: &'static Metadata<'static>) -> Interest {
@@ -99,7 +117,7 @@ where
     S: Subscriber + for<'a> LookupSpan<'a>,
 {
     fn on_event(&self, event: &Event<'_>, ctx: Context<'_, S>) {
-        let Some(plan) = self.shared.plans.get(event.metadata()) else {
+        let Some(plan) = self.shared.active_plan(event.metadata()) else {
             return;
         };
         if plan.actions.is_empty() {
@@ -121,7 +139,7 @@ where
     }
 
     fn on_new_span(&self, attrs: &Attributes<'_>, id: &Id, ctx: Context<'_, S>) {
-        let Some(plan) = self.shared.plans.get(attrs.metadata()) else {
+        let Some(plan) = self.shared.active_plan(attrs.metadata()) else {
             return;
         };
         with_scratch(plan.slots.len(), |scratch| {

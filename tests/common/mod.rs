@@ -140,27 +140,40 @@ fn parse_value(v: &str) -> f64 {
 /// anything (lint or parse errors). Panics when promtool is not installed: the test command
 /// (`scripts/test`) installs it, and a missing tool must not turn into a silent pass.
 pub fn promtool_findings(text: &str) -> Option<String> {
-    use std::io::Write as _;
-    let mut child = std::process::Command::new("promtool")
-        .args(["check", "metrics"])
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap_or_else(|e| panic!("promtool not runnable ({e}); run scripts/install-tools first"));
-    let mut stdin = child.stdin.take().expect("piped stdin");
-    let input = text.as_bytes().to_vec();
-    let writer = std::thread::spawn(move || {
-        let _ = stdin.write_all(&input);
-    });
-    let out = child.wait_with_output().expect("promtool ran");
-    let _ = writer.join();
+    let out = pipe_through(
+        "promtool",
+        &["check", "metrics"],
+        text,
+        "run scripts/install-tools first",
+    );
     let report = format!(
         "{}{}",
         String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr)
     );
     (!out.status.success() || !report.trim().is_empty()).then_some(report)
+}
+
+/// Runs `program args` with `text` on its stdin (written from a thread, so a large input cannot
+/// deadlock against a full stdout pipe) and returns its output. Panics with `hint` when the
+/// program cannot be started.
+pub fn pipe_through(program: &str, args: &[&str], text: &str, hint: &str) -> std::process::Output {
+    use std::io::Write as _;
+    let mut child = std::process::Command::new(program)
+        .args(args)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("{program} not runnable ({e}); {hint}"));
+    let mut stdin = child.stdin.take().expect("piped stdin");
+    let input = text.as_bytes().to_vec();
+    let writer = std::thread::spawn(move || {
+        let _ = stdin.write_all(&input);
+    });
+    let out = child.wait_with_output().expect("process ran");
+    let _ = writer.join();
+    out
 }
 
 /// Status, lower-cased headers, body.
@@ -306,22 +319,13 @@ pub fn server_telemetry() -> Telemetry {
 /// (`scripts/check-exposition.py`); `Err` with the parser's complaint when it rejects it.
 /// Panics when Python or the package is missing (`scripts/install-tools` installs it).
 pub fn python_parse(text: &str) -> Result<usize, String> {
-    use std::io::Write as _;
     let script = concat!(env!("CARGO_MANIFEST_DIR"), "/scripts/check-exposition.py");
-    let mut child = std::process::Command::new("python3")
-        .arg(script)
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap_or_else(|e| panic!("python3 not runnable ({e}); run scripts/install-tools first"));
-    let mut stdin = child.stdin.take().expect("piped stdin");
-    let input = text.as_bytes().to_vec();
-    let writer = std::thread::spawn(move || {
-        let _ = stdin.write_all(&input);
-    });
-    let out = child.wait_with_output().expect("python ran");
-    let _ = writer.join();
+    let out = pipe_through(
+        "python3",
+        &[script],
+        text,
+        "run scripts/install-tools first",
+    );
     let stderr = String::from_utf8_lossy(&out.stderr).to_string();
     assert!(
         !stderr.contains("No module named"),
