@@ -148,6 +148,7 @@ where
                 scratch,
             });
             let mut state = SpanState {
+                meta: attrs.metadata(),
                 start: Instant::now(),
                 fields: InlineFields::default(),
                 active: Default::default(),
@@ -216,8 +217,7 @@ where
             // The series took +1 when the span opened; -1 cannot fail for an up-down counter.
             let _ = series.record(Num::I64(-1));
         }
-        let Some(span) = ctx.span(&id) else { return };
-        let Some(plan) = self.shared.plans.get(span.metadata()) else {
+        let Some(plan) = self.shared.plans.get(state.meta) else {
             return;
         };
         let on_close = |a: &&Action| !matches!(a.value, ValuePlan::SpanActive);
@@ -227,11 +227,14 @@ where
         let seconds = state.start.elapsed().as_secs_f64();
         with_scratch(plan.slots.len(), |scratch| {
             let needed = needed_ids(&plan, scratch, Some(&state.fields));
-            let parents = if needed.is_empty() {
+            // The registry still holds the span during `on_close`; it is looked up only when a
+            // label has to come from an enclosing span.
+            let span = if needed.is_empty() {
                 None
             } else {
-                span.parent().map(|p| p.scope())
+                ctx.span(&id)
             };
+            let parents = span.as_ref().and_then(|s| s.parent()).map(|p| p.scope());
             self.collect_fields(&needed, Some(&state.fields), parents, scratch);
             for action in plan.actions.iter().filter(on_close) {
                 apply(action, scratch, || seconds);

@@ -93,6 +93,8 @@ impl InlineFields {
 /// What the layer keeps for one open span.
 #[derive(Debug)]
 pub(crate) struct SpanState {
+    /// The span's callsite, so closing needs no registry lookup for its plan.
+    pub(crate) meta: &'static tracing_core::Metadata<'static>,
     pub(crate) start: Instant,
     pub(crate) fields: InlineFields,
     /// Series the span added 1 to when it opened (per `SpanActive` action, in plan order).
