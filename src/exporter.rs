@@ -52,6 +52,14 @@ impl Exporter {
     /// The text exposition of every metric.
     pub(crate) fn render(&self) -> Result<String, Error> {
         let families = self.registry.gather();
+        // A telemetry always exports its readiness gauge, so no family at all means the
+        // pipeline failed (opentelemetry-prometheus logs collection errors, e.g. after the
+        // provider was shut down, and returns nothing): report it rather than serve emptiness.
+        if families.is_empty() {
+            return Err(Error::Exporter(
+                "the exporter returned no metrics (meter provider shut down?)".into(),
+            ));
+        }
         let mut out = Vec::with_capacity(16 * 1024);
         TextEncoder::new()
             .encode(&families, &mut out)

@@ -309,11 +309,14 @@ impl Compiled {
             b.slots[slot as usize].value = true;
             let base = sanitize_metric_name(base);
             let base = base.strip_suffix("_total").unwrap_or(&base);
-            let metric_name = if kind == MetricKind::Counter {
+            let mut metric_name = if kind == MetricKind::Counter {
                 format!("{base}_total")
             } else {
                 base.to_owned()
             };
+            if metric_name.starts_with("__") {
+                metric_name.insert(0, 'x'); // names starting with `__` are reserved
+            }
             let label_names: Vec<String> = label_fields
                 .iter()
                 .map(|f| sanitize_label_name(f))

@@ -154,6 +154,26 @@ pub fn promtool_findings(text: &str) -> Option<String> {
     (!out.status.success() || !report.trim().is_empty()).then_some(report)
 }
 
+/// Runs `promtool check metrics` on `text` and accepts lint-only findings (exit code 3, e.g.
+/// "metric names should not contain abbreviated units" about a name the *caller* chose); `Err`
+/// with the report when promtool cannot parse the exposition.
+pub fn promtool_parses(text: &str) -> Result<(), String> {
+    let out = pipe_through(
+        "promtool",
+        &["check", "metrics"],
+        text,
+        "run scripts/install-tools first",
+    );
+    match out.status.code() {
+        Some(0) | Some(3) => Ok(()),
+        _ => Err(format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        )),
+    }
+}
+
 /// Runs `program args` with `text` on its stdin (written from a thread, so a large input cannot
 /// deadlock against a full stdout pipe) and returns its output. Panics with `hint` when the
 /// program cannot be started.
