@@ -22,7 +22,7 @@ use tracing_subscriber::prelude::*;
 const USAGE: &str = "usage: dchat_node [--listen ADDR] [--node-id ID] [--rate EVENTS_PER_SEC] [--duration SECS] [--fault errors|slow-db|relay-loss|stall]
 
   --listen ADDR       where /metrics, /health and /ready are served (default: DCHAT_TELEMETRY_ADDR or 0.0.0.0:9090)
-  --node-id ID        the node_id label on every series (default: node-1)
+  --node-id ID        the node_id label on every series (default: DCHAT_TELEMETRY_NODE_ID or node-1)
   --rate N            messages sent per second, 1..=100000 (default: 50)
   --duration SECS     run this long, then shut down gracefully and exit 0 (default: until Ctrl-C)
   --fault KIND        induce trouble: errors, slow-db, relay-loss or stall";
@@ -38,7 +38,7 @@ enum Fault {
 #[derive(Debug)]
 struct Args {
     listen: Option<SocketAddr>,
-    node_id: String,
+    node_id: Option<String>,
     rate: u32,
     duration: Option<Duration>,
     fault: Option<Fault>,
@@ -47,7 +47,7 @@ struct Args {
 fn parse_args(mut it: impl Iterator<Item = String>) -> Result<Args, String> {
     let mut args = Args {
         listen: None,
-        node_id: "node-1".into(),
+        node_id: None,
         rate: 50,
         duration: None,
         fault: None,
@@ -62,10 +62,11 @@ fn parse_args(mut it: impl Iterator<Item = String>) -> Result<Args, String> {
                 })?);
             }
             "--node-id" => {
-                args.node_id = value("--node-id")?;
-                if args.node_id.is_empty() || args.node_id.len() > 128 {
+                let id = value("--node-id")?;
+                if id.is_empty() || id.len() > 128 {
                     return Err("--node-id: 1 to 128 bytes".into());
                 }
+                args.node_id = Some(id);
             }
             "--rate" => {
                 let v = value("--rate")?;
@@ -174,11 +175,16 @@ fn main() -> ExitCode {
     }
 }
 
-async fn run(args: Args) -> Result<(), dchat_telemetry::Error> {
-    // Environment first, then the flags on top.
-    let mut builder = Telemetry::builder()
-        .apply_env(|k| std::env::var(k).ok())?
-        .with_node_id(args.node_id.clone());
+async fn run(mut args: Args) -> Result<(), dchat_telemetry::Error> {
+    // Environment first (validated by the builder), then the flags on top.
+    let mut builder = Telemetry::builder().apply_env(|k| std::env::var(k).ok())?;
+    let node_id = args
+        .node_id
+        .clone()
+        .or_else(|| std::env::var("DCHAT_TELEMETRY_NODE_ID").ok())
+        .unwrap_or_else(|| "node-1".to_owned());
+    builder = builder.with_node_id(node_id.clone());
+    args.node_id = Some(node_id.clone());
     if let Some(addr) = args.listen {
         builder = builder.with_addr(addr);
     }
@@ -206,7 +212,7 @@ async fn run(args: Args) -> Result<(), dchat_telemetry::Error> {
     } else {
         addr
     };
-    println!("dchat node {} serving on {addr}", args.node_id);
+    println!("dchat node {node_id} serving on {addr}");
     println!("  metrics: http://{shown}/metrics");
     println!("  health:  http://{shown}/health");
     println!("  ready:   http://{shown}/ready");
@@ -253,15 +259,21 @@ async fn simulate(
     progress: &Progress,
     mut stop: watch::Receiver<bool>,
 ) {
-    let seed = args.node_id.bytes().fold(0x9E37_79B9_7F4A_7C15u64, |h, b| {
-        (h ^ b as u64).wrapping_mul(0x100_0000_01B3)
-    }) | 1;
+    let seed = args
+        .node_id
+        .as_deref()
+        .unwrap_or("node-1")
+        .bytes()
+        .fold(0x9E37_79B9_7F4A_7C15u64, |h, b| {
+            (h ^ b as u64).wrapping_mul(0x100_0000_01B3)
+        })
+        | 1;
     let mut rng = Rng(seed);
     tracing::info!(target: "dchat::startup", "connecting to the database");
-    {
-        let _q = tracing::info_span!("db.query", db.operation = "migrate").entered();
-        tokio::time::sleep(Duration::from_millis(800)).await;
-    }
+    // An async block is instrumented, never holding an entered span across `.await`.
+    tokio::time::sleep(Duration::from_millis(800))
+        .instrument(tracing::info_span!("db.query", db.operation = "migrate"))
+        .await;
     db_ready.set_ready(true);
     tracing::info!(target: "dchat::startup", "database ready");
 

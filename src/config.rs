@@ -204,7 +204,7 @@ impl TelemetryBuilder {
                 let name = name.trim();
                 let value = label_value(value)
                     .ok_or_else(|| invalid(ENV_CONST_LABELS, &v, FORM_CONST_LABELS))?;
-                if !is_valid_label_name(name) {
+                if !self.usable_const_label_name(name) {
                     return Err(invalid(ENV_CONST_LABELS, &v, FORM_CONST_LABELS));
                 }
                 self.const_labels.retain(|(n, _)| n != name);
@@ -270,28 +270,16 @@ impl TelemetryBuilder {
             );
         }
         for (name, value) in self.all_const_labels() {
-            if !is_valid_label_name(&name) || name == "otel_metric_overflow" {
+            if !self.usable_const_label_name(&name) {
                 return bad(
                     "const_labels",
-                    format!("{name:?} is not a valid label name"),
+                    format!("{name:?} is not a valid label name, or is reserved, or is a label of a rule"),
                 );
             }
             if label_value(&value).is_none() {
                 return bad(
                     "const_labels",
                     format!("value of {name:?} must be non-empty, at most 128 bytes"),
-                );
-            }
-            let clashes = self
-                .rules
-                .rules
-                .iter()
-                .any(|r| r.metric.label_names.contains(&name))
-                || self.rules.prefix_labels.contains(&name);
-            if clashes {
-                return bad(
-                    "const_labels",
-                    format!("{name:?} is also a label of a rule"),
                 );
             }
         }
@@ -320,15 +308,29 @@ impl TelemetryBuilder {
         Ok(())
     }
 
-    /// `service`, `node_id` and the further constant labels, in that order.
+    /// Whether `name` can be a constant label: valid, not reserved, not a rule's label.
+    fn usable_const_label_name(&self, name: &str) -> bool {
+        is_valid_label_name(name)
+            && name != "otel_metric_overflow"
+            && !self
+                .rules
+                .rules
+                .iter()
+                .any(|r| r.metric.label_names.iter().any(|l| l == name))
+            && !self.rules.prefix_labels.iter().any(|l| l == name)
+    }
+
+    /// `service`, `node_id` and the further constant labels, in that order, with values as
+    /// exported (trimmed, control characters replaced, capped). `validate` rejects empty ones.
     pub(crate) fn all_const_labels(&self) -> Vec<(String, String)> {
-        let mut out = vec![("service".to_owned(), self.service.clone())];
+        let clean = |v: &str| label_value(v).unwrap_or_default();
+        let mut out = vec![("service".to_owned(), clean(&self.service))];
         if let Some(id) = &self.node_id {
-            out.push(("node_id".to_owned(), id.clone()));
+            out.push(("node_id".to_owned(), clean(id)));
         }
         for (n, v) in &self.const_labels {
             out.retain(|(m, _)| m != n);
-            out.push((n.clone(), v.clone()));
+            out.push((n.clone(), clean(v)));
         }
         out
     }

@@ -303,11 +303,13 @@ impl Health {
             handles.push((name, Some(task)));
         }
         let timeout = self.inner.timeout;
+        // One deadline for all checks: they run in parallel, so k hung checks cost one timeout.
+        let deadline = tokio::time::Instant::now() + timeout;
         let mut checks = BTreeMap::new();
         for (name, task) in handles {
             let outcome = match task {
                 None => Err("previous run has not finished (hung)".to_owned()),
-                Some(task) => match tokio::time::timeout(timeout, task).await {
+                Some(task) => match tokio::time::timeout_at(deadline, task).await {
                     Err(_) => Err(format!("timed out after {timeout:?}")),
                     Ok(Err(join)) => Err(format!("check task failed: {join}")),
                     Ok(Ok(Err(_panic))) => Err("check panicked".to_owned()),

@@ -57,7 +57,6 @@ mod meters;
 mod rate;
 mod rules;
 mod server;
-pub use server::shutdown_signal;
 mod telemetry;
 mod value;
 
@@ -68,4 +67,5 @@ pub use exporter::CONTENT_TYPE;
 pub use health::{CheckResult, Health, ReadinessGate, Report, Status, HEALTH_CONTENT_TYPE};
 pub use layer::{CallsiteFilter, MetricsLayer};
 pub use rules::{LabelSource, Measure, Rule, RuleBuilder, Rules};
+pub use server::shutdown_signal;
 pub use telemetry::Telemetry;

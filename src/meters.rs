@@ -312,6 +312,21 @@ impl SelfMetrics {
     }
 }
 
+/// The layer's and the server's own metrics: their series are bounded by the program (one per
+/// metric, reason or check), not by what dchat logs, so the user's cardinality limit does not
+/// apply to them.
+const SELF_METRICS: &[&catalog::MetricInfo] = &[
+    &catalog::LABEL_SETS_DROPPED,
+    &catalog::VALUES_DROPPED,
+    &catalog::HEALTH_CHECK_FAILURES,
+    &catalog::SCRAPES,
+    &catalog::SCRAPE_DURATION,
+];
+
+fn is_self_metric(name: &str) -> bool {
+    SELF_METRICS.iter().any(|m| m.name == name)
+}
+
 /// Series limit of the self-metrics (also their SDK limit, see `sdk_cardinality_limit`).
 pub(crate) const SELF_LIMIT: usize = 10_000;
 
@@ -335,9 +350,9 @@ impl std::fmt::Debug for Meters {
 /// The SDK's cardinality limit for an instrument: above ours, so the SDK never folds series on
 /// its own (our overflow series is one more series, a few spare cover races).
 pub(crate) fn sdk_cardinality_limit(instrument: &str, limit: usize) -> usize {
-    let is_self = [&catalog::LABEL_SETS_DROPPED, &catalog::VALUES_DROPPED]
+    let is_self = SELF_METRICS
         .iter()
-        .any(|m| m.name.strip_suffix("_total") == Some(instrument));
+        .any(|m| m.name.strip_suffix("_total").unwrap_or(m.name) == instrument);
     if is_self {
         SELF_LIMIT + 8
     } else {
@@ -405,6 +420,11 @@ impl Meters {
     /// The metric named `def.name`, created on first use. `None` when a metric of that name
     /// exists with a different definition (a kind conflict).
     pub(crate) fn get_or_create(&self, def: &MetricDef, integral: bool) -> Option<Arc<Metric>> {
+        let limit = if is_self_metric(&def.name) {
+            SELF_LIMIT
+        } else {
+            self.limit
+        };
         let mut by_name = self.by_name.lock().unwrap_or_else(PoisonError::into_inner);
         if let Some(m) = by_name.get(&def.name) {
             return (m.def.kind == def.kind).then(|| Arc::clone(m));
@@ -413,7 +433,7 @@ impl Meters {
             &self.meter,
             def.clone(),
             integral,
-            self.limit,
+            limit,
             Some(Arc::clone(&self.self_metrics)),
             Arc::clone(&self.const_attrs),
         ));

@@ -346,6 +346,12 @@ impl RuleBuilder {
             (Measure::SpanActive, _, k) if k != MetricKind::UpDownCounter => {
                 return fail("SpanActive feeds an UpDownCounter".into())
             }
+            (Measure::Fields { .. }, Kind::Span, _) => {
+                return fail(
+                    "span rules measure One, SpanDuration or SpanActive (fields are not kept as numbers on spans)"
+                        .into(),
+                )
+            }
             (Measure::Fields { sources, default }, _, _) => {
                 if sources.is_empty() && default.is_none() {
                     return fail("a field measure needs a field or a default".into());
@@ -588,6 +594,11 @@ mod tests {
                 .with_description("d")
                 .on_spans()
                 .with_measure(Measure::SpanActive),
+            Rule::builder(MetricKind::Histogram, "h")
+                .with_description("d")
+                .with_buckets([1.0])
+                .with_span_name("upload")
+                .with_value_field("bytes"),
         ];
         for b in bad {
             let dbg = format!("{b:?}");

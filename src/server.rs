@@ -132,12 +132,6 @@ impl Telemetry {
         let _ = tokio::time::timeout(CLOSE_GRACE, graceful.shutdown()).await;
         Ok(())
     }
-
-    /// The address the server would bind, as configured.
-    #[must_use]
-    pub fn listen_addr(&self) -> SocketAddr {
-        self.addr()
-    }
 }
 
 async fn accept(

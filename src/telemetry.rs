@@ -178,13 +178,15 @@ impl Telemetry {
         self.inner.meters.get(metric).map(|m| m.series_count())
     }
 
-    /// The configured listen address (after environment overrides).
+    /// The configured listen address (after environment overrides), which
+    /// [`serve`](Telemetry::serve) binds.
     #[must_use]
     pub fn addr(&self) -> std::net::SocketAddr {
         self.inner.config.addr
     }
 
-    /// Stops the meter provider; later renders show no new data.
+    /// Stops the meter provider; later renders fail with [`Error::Exporter`] (and `/health`
+    /// reports the `exporter` check failing).
     pub fn shutdown(&self) {
         self.inner.exporter.shutdown();
     }

@@ -5,50 +5,11 @@ mod common;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{http_get, sample, samples};
+use common::{http_get, sample, samples, Kill};
 use dchat_telemetry::catalog::{MetricKind, CATALOG};
 
 fn demo_binary() -> std::path::PathBuf {
-    // `cargo test` builds the examples next to the test binaries: target/<profile>/examples/.
-    let exe = std::env::current_exe().unwrap();
-    let dir = exe.parent().and_then(|d| d.parent()).unwrap();
-    let bin = dir
-        .join("examples")
-        .join(format!("dchat_node{}", std::env::consts::EXE_SUFFIX));
-    if !bin.exists() {
-        // Run as `cargo test --test demo_node`, which builds no example: build it now.
-        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-        let status = Command::new(cargo)
-            .args(["build", "--example", "dchat_node"])
-            .status()
-            .unwrap();
-        assert!(status.success(), "building the demo failed");
-    }
-    bin
-}
-
-/// Kills and reaps the child when the test ends, whichever way it ends.
-struct Kill(std::process::Child);
-
-impl Drop for Kill {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-impl Kill {
-    /// Waits (bounded) for the process to exit on its own.
-    fn wait_exit(&mut self, within: Duration, what: &str) -> std::process::ExitStatus {
-        let deadline = Instant::now() + within;
-        loop {
-            if let Some(s) = self.0.try_wait().unwrap() {
-                return s;
-            }
-            assert!(Instant::now() < deadline, "{what}");
-            std::thread::sleep(Duration::from_millis(50));
-        }
-    }
+    common::example_binary("dchat_node")
 }
 
 fn free_port() -> u16 {

@@ -107,3 +107,19 @@ fn values_are_sanitised_and_capped() {
     );
     assert!(text.len() < 10_000, "no megabyte label made it through");
 }
+
+#[test]
+fn the_nearest_span_with_any_source_wins_over_a_better_source_further_out() {
+    let t = telemetry();
+    with_layer(&t, || {
+        let _outer = tracing::info_span!("outer", error.type = "outer-type").entered();
+        let _inner = tracing::info_span!("inner", error_kind = "inner-kind").entered();
+        tracing::error!("boom");
+    });
+    let text = t.render().unwrap();
+    assert_eq!(
+        sample(&text, "dchat_errors_total", &[("type", "inner-kind")]),
+        Some(1.0),
+        "{text}"
+    );
+}

@@ -80,26 +80,26 @@ fn instrumented_async_tasks() {
         .enable_all()
         .build()
         .unwrap();
-    let (tx, rx) = std::sync::mpsc::channel::<()>();
+    let (release, released) = tokio::sync::watch::channel(false);
     let tasks: Vec<_> = tracing::dispatcher::with_default(&dispatch, || {
         (0..10)
             .map(|i| {
                 let span = tracing::info_span!("relay.connection", relay = "async");
                 let d = dispatch.clone();
+                let mut released = released.clone();
                 let fut = async move {
                     for _ in 0..i {
-                        tokio::task::yield_now().await;
+                        tokio::task::yield_now().await; // hop between workers
                     }
-                    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                    let _ = released.wait_for(|r| *r).await; // stay open until the check
                 }
                 .instrument(span);
                 rt.spawn(fut.with_subscriber(d))
             })
             .collect()
     });
-    drop(tx);
-    let _ = rx.recv();
     assert_eq!(active(&t, "async"), Some(10.0));
+    release.send(true).unwrap();
     rt.block_on(async {
         for task in tasks {
             task.await.unwrap();

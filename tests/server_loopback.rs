@@ -75,3 +75,117 @@ fn refuses_abuse_and_stays_up() {
     assert_eq!(http_get(server.addr, "/metrics", "").0, 200);
     server.stop().unwrap();
 }
+
+#[test]
+fn head_over_http_has_headers_and_no_body() {
+    let t = server_telemetry();
+    let server = Server::start(&t);
+    let (status, headers, body) = http_raw(
+        server.addr,
+        b"HEAD /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+    )
+    .unwrap();
+    assert_eq!(status, 200);
+    assert_eq!(
+        header(&headers, "content-type"),
+        Some("text/plain; version=0.0.4; charset=utf-8")
+    );
+    assert!(body.is_empty());
+    server.stop().unwrap();
+}
+
+#[test]
+fn panicking_and_hanging_checks_fail_alone_over_http() {
+    let t = dchat_telemetry::Telemetry::builder()
+        .with_drain_period(Duration::ZERO)
+        .with_check_timeout(Duration::from_millis(300))
+        .without_env()
+        .build()
+        .unwrap();
+    t.health()
+        .add_liveness_check("panics", || panic!("a broken check"));
+    t.health().add_liveness_check("hangs", || {
+        std::thread::sleep(Duration::from_secs(3));
+        Ok(())
+    });
+    t.health().add_liveness_check("fine", || Ok(()));
+    let server = Server::start(&t);
+    let started = Instant::now();
+    let (status, headers, body) = http_get(server.addr, "/health", "");
+    assert!(
+        started.elapsed() < Duration::from_secs(2),
+        "the timeout bounds /health"
+    );
+    assert_eq!(status, 503);
+    assert_eq!(
+        header(&headers, "content-type"),
+        Some("application/health+json")
+    );
+    let json: serde_json::Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(
+        json["checks"]["panics:liveness"][0]["output"],
+        "check panicked"
+    );
+    assert!(json["checks"]["hangs:liveness"][0]["output"]
+        .as_str()
+        .unwrap_or("")
+        .contains("timed out"));
+    assert_eq!(json["checks"]["fine:liveness"][0]["status"], "pass");
+    // The server is unharmed and the failures are counted.
+    let text = String::from_utf8(http_get(server.addr, "/metrics", "").2).unwrap();
+    for check in ["panics", "hangs"] {
+        assert_eq!(
+            common::sample(
+                &text,
+                "dchat_telemetry_health_check_failures_total",
+                &[("check", check)]
+            ),
+            Some(1.0)
+        );
+    }
+    assert_eq!(http_get(server.addr, "/ready", "").0, 200);
+    server.stop().unwrap();
+}
+
+#[test]
+fn serve_with_shutdown_binds_the_configured_address() {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let addr: std::net::SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+    let t = dchat_telemetry::Telemetry::builder()
+        .with_drain_period(Duration::ZERO)
+        .apply_env(|k| (k == "DCHAT_TELEMETRY_ADDR").then(|| addr.to_string()))
+        .unwrap()
+        .without_env()
+        .build()
+        .unwrap();
+    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .unwrap();
+    let task = rt.spawn(t.clone().serve_with_shutdown(async move {
+        let _ = rx.await;
+    }));
+    let mut status = 0;
+    for _ in 0..100 {
+        if let Ok((s, _, _)) = http_raw(
+            addr,
+            b"GET /ready HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+        ) {
+            status = s;
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert_eq!(status, 200);
+    let _ = tx.send(());
+    let result = rt.block_on(async { tokio::time::timeout(Duration::from_secs(10), task).await });
+    assert!(matches!(result, Ok(Ok(Ok(())))), "{result:?}");
+    // The port is free again.
+    assert!(std::net::TcpListener::bind(addr).is_ok());
+}

@@ -470,7 +470,7 @@ impl PlanTable {
         }
     }
 
-    /// The plan of an active callsite; `None` for callsites that do nothing.
+    /// The plan of a callsite; `None` for callsites not planned yet.
     #[inline]
     pub(crate) fn get(&self, meta: &Metadata<'_>) -> Option<PlanRef<'_>> {
         let key = key_of(meta);
@@ -498,8 +498,8 @@ impl PlanTable {
         map.get(&key).map(|p| PlanRef::Shared(Arc::clone(p)))
     }
 
-    /// Adds the plan of an active callsite (idempotent: a re-registered callsite keeps its
-    /// first plan).
+    /// Adds the plan of a callsite, active or not (idempotent: a re-registered callsite keeps
+    /// its first plan).
     pub(crate) fn insert(&self, meta: &'static Metadata<'static>, plan: Plan) {
         let key = key_of(meta);
         let mut used = self.used.lock().unwrap_or_else(PoisonError::into_inner);

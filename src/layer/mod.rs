@@ -29,7 +29,6 @@ use crate::value::Num;
 pub(crate) struct Shared {
     compiled: Compiled,
     plans: PlanTable,
-    spans: SpanTable,
 }
 
 impl Shared {
@@ -37,7 +36,6 @@ impl Shared {
         Arc::new(Shared {
             compiled,
             plans: PlanTable::new(),
-            spans: SpanTable::new(),
         })
     }
 
@@ -69,10 +67,12 @@ impl Shared {
 }
 
 /// The metrics layer. Get one from [`Telemetry::layer`](crate::Telemetry::layer), which wraps it
-/// in its [`CallsiteFilter`].
-#[derive(Debug, Clone)]
+/// in its [`CallsiteFilter`]. Each layer keeps its own span table (span ids are unique only
+/// within one registry); plans and metrics are shared by every layer of one `Telemetry`.
+#[derive(Debug)]
 pub struct MetricsLayer {
     shared: Arc<Shared>,
+    spans: SpanTable,
 }
 
 /// The per-layer filter of [`MetricsLayer`]: computes each callsite's plan once, in
@@ -87,6 +87,7 @@ impl MetricsLayer {
         (
             MetricsLayer {
                 shared: Arc::clone(&shared),
+                spans: SpanTable::new(),
             },
             CallsiteFilter { shared },
         )
@@ -179,10 +180,7 @@ where
                     }
                 }
             }
-            self.shared
-                .spans
-                .shard(id.into_u64())
-                .insert(id.into_u64(), state);
+            self.spans.shard(id.into_u64()).insert(id.into_u64(), state);
         });
     }
 
@@ -199,7 +197,7 @@ where
                 plan: &plan,
                 scratch,
             });
-            let mut shard = self.shared.spans.shard(id.into_u64());
+            let mut shard = self.spans.shard(id.into_u64());
             if let Some(state) = shard.get_mut(&id.into_u64()) {
                 store_fields(&plan, scratch, &mut state.fields);
             }
@@ -207,11 +205,7 @@ where
     }
 
     fn on_close(&self, id: Id, ctx: Context<'_, S>) {
-        let removed = self
-            .shared
-            .spans
-            .shard(id.into_u64())
-            .remove(&id.into_u64());
+        let removed = self.spans.shard(id.into_u64()).remove(&id.into_u64());
         let Some(state) = removed else { return };
         for series in state.active.iter().flatten() {
             // The series took +1 when the span opened; -1 cannot fail for an up-down counter.
@@ -256,11 +250,13 @@ impl MetricsLayer {
     ) where
         S: Subscriber + for<'a> LookupSpan<'a>,
     {
+        let mut depth: u8 = 0;
         if let Some(own) = own {
             for (fid, v) in own.iter() {
                 let r = scratch.push_raw(v);
-                scratch.inherited.push((fid, r.0, r.1));
+                scratch.inherited.push((fid, r.0, r.1, 0));
             }
+            depth = 1;
         }
         let mut missing = *needed;
         if missing.is_empty() {
@@ -268,14 +264,14 @@ impl MetricsLayer {
         }
         for span in scope.into_iter().flatten() {
             let id = span.id().into_u64();
-            let shard = self.shared.spans.shard(id);
+            let shard = self.spans.shard(id);
             if let Some(state) = shard.get(&id) {
                 let mut i = 0;
                 while i < missing.len() {
                     let fid = missing.ids[i];
                     if let Some(v) = state.fields.get(fid) {
                         let r = scratch.push_raw(v);
-                        scratch.inherited.push((fid, r.0, r.1));
+                        scratch.inherited.push((fid, r.0, r.1, depth));
                         missing.remove(i);
                     } else {
                         i += 1;
@@ -285,6 +281,7 @@ impl MetricsLayer {
                     return;
                 }
             }
+            depth = depth.saturating_add(1);
         }
     }
 }
@@ -358,25 +355,19 @@ fn store_fields(plan: &Plan, scratch: &Scratch, fields: &mut InlineFields) {
 }
 
 /// Resolves one label: the callsite's own fields (in source order), then the fields kept by
-/// enclosing spans (the earliest source that any of them has; for one source, the nearest
-/// span), then the fallback.
+/// spans — the nearest span that has any of the label's sources, and within it the earliest
+/// source — then the fallback.
 fn label<'s>(plan: &'s LabelPlan, scratch: &'s Scratch) -> &'s str {
     for &slot in plan.own.iter() {
         if let Some(r) = scratch.label[slot as usize] {
             return scratch.str(r);
         }
     }
-    // Entries are in depth order; within the first depth that has any source, prefer the
-    // earlier source.
-    let mut best: Option<(usize, (u32, u32))> = None;
-    for &(fid, s, e) in &scratch.inherited {
+    let mut best: Option<((u8, usize), (u32, u32))> = None;
+    for &(fid, s, e, depth) in &scratch.inherited {
         if let Some(rank) = plan.inherit.iter().position(|&x| x == fid) {
-            match best {
-                Some((b, _)) if b <= rank => {}
-                _ => best = Some((rank, (s, e))),
-            }
-            if rank == 0 {
-                break;
+            if best.is_none_or(|(key, _)| (depth, rank) < key) {
+                best = Some(((depth, rank), (s, e)));
             }
         }
     }

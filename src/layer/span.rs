@@ -50,7 +50,8 @@ impl InlineFields {
 
     /// Sets label-field `id` (a late `Span::record` replaces the earlier value). `value` is
     /// already sanitised and capped; it is cut further (on a char boundary) if the span's
-    /// buffer is short of room, and dropped when the span keeps [`SPAN_FIELDS`] fields already.
+    /// buffer is short of room, and dropped when nothing of it fits or the span keeps
+    /// [`SPAN_FIELDS`] fields already (an enclosing span's value or the fallback then applies).
     pub(crate) fn set(&mut self, id: u8, value: &str) {
         if let Some(i) = self.ids[..self.len as usize].iter().position(|&x| x == id) {
             self.remove(i);
@@ -65,6 +66,9 @@ impl InlineFields {
             .min(MAX_LABEL_VALUE_LEN);
         while !value.is_char_boundary(take) {
             take -= 1;
+        }
+        if take == 0 && !value.is_empty() {
+            return; // no room left: keep nothing rather than an empty value
         }
         // `take` is within the remaining capacity, so this cannot fail.
         let _ = self.buf.try_push_str(&value[..take]);

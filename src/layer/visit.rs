@@ -17,8 +17,9 @@ pub(crate) struct Scratch {
     pub(crate) buf: String,
     pub(crate) label: [Option<(u32, u32)>; MAX_CAPTURES],
     pub(crate) num: [Option<Result<Num, DropReason>>; MAX_CAPTURES],
-    /// Values found in enclosing spans: `(label-field id, range in buf)`.
-    pub(crate) inherited: Vec<(u8, u32, u32)>,
+    /// Values found in spans: `(label-field id, start, end in buf, depth)`, depth 0 being the
+    /// nearest span (for a span's own labels, the span itself).
+    pub(crate) inherited: Vec<(u8, u32, u32, u8)>,
 }
 
 impl Scratch {

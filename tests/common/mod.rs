@@ -360,3 +360,50 @@ pub fn python_parse(text: &str) -> Result<usize, String> {
         Err(stderr)
     }
 }
+
+/// The path of an example binary; `cargo test` builds examples next to the test binaries
+/// (target/<profile>/examples/), and a filtered run (`cargo test --test x`) builds it here.
+pub fn example_binary(name: &str) -> std::path::PathBuf {
+    let exe = std::env::current_exe().unwrap();
+    let dir = exe.parent().and_then(|d| d.parent()).unwrap();
+    let bin = dir
+        .join("examples")
+        .join(format!("{name}{}", std::env::consts::EXE_SUFFIX));
+    if !bin.exists() {
+        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+        let status = std::process::Command::new(cargo)
+            .args(["build", "--example", name])
+            .status()
+            .unwrap();
+        assert!(status.success(), "building example {name} failed");
+    }
+    bin
+}
+
+/// Kills and reaps a child process when the test ends, whichever way it ends.
+pub struct Kill(pub std::process::Child);
+
+impl Drop for Kill {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+impl Kill {
+    /// Waits (bounded) for the process to exit on its own.
+    pub fn wait_exit(
+        &mut self,
+        within: std::time::Duration,
+        what: &str,
+    ) -> std::process::ExitStatus {
+        let deadline = std::time::Instant::now() + within;
+        loop {
+            if let Some(s) = self.0.try_wait().unwrap() {
+                return s;
+            }
+            assert!(std::time::Instant::now() < deadline, "{what}");
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+    }
+}
