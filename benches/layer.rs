@@ -53,6 +53,29 @@ fn event_paths(c: &mut Criterion) {
         });
     }
 
+    // With another layer beside ours (as dchat has its fmt layer), an unmatched callsite stays
+    // enabled and our per-layer filter is asked per event: the honest unmatched cost.
+    {
+        let other: Dispatch = tracing_subscriber::registry().with(NoopLayer).into();
+        tracing::dispatcher::with_default(&other, || {
+            g.bench_function("registry_plus_noop_layer/info", |b| {
+                b.iter(|| tracing::info!(channel = "general", "unmatched beside"))
+            });
+        });
+    }
+    {
+        let t = ours(2000);
+        let d: Dispatch = tracing_subscriber::registry()
+            .with(NoopLayer)
+            .with(t.layer())
+            .into();
+        tracing::dispatcher::with_default(&d, || {
+            g.bench_function("ours_beside_noop_layer/unmatched_event", |b| {
+                b.iter(|| tracing::info!(channel = "general", "unmatched beside"))
+            });
+        });
+    }
+
     let t = ours(2000);
     {
         let d: Dispatch = tracing_subscriber::registry().with(t.layer()).into();
@@ -163,6 +186,12 @@ fn event_paths(c: &mut Criterion) {
     });
     g.finish();
 }
+
+/// A layer that does nothing but keep every callsite enabled (standing in for a `fmt` layer
+/// without its formatting cost).
+struct NoopLayer;
+
+impl<S: tracing::Subscriber> tracing_subscriber::Layer<S> for NoopLayer {}
 
 /// Times `db.query` spans into a prometheus `HistogramVec` keyed by `db.operation`.
 struct SpanTimer {

@@ -80,7 +80,7 @@ impl Default for TelemetryBuilder {
             cardinality_limit: 2000,
             error_rate_window: Duration::from_secs(60),
             drain: Duration::from_secs(5),
-            check_timeout: Duration::from_secs(2),
+            check_timeout: Duration::from_millis(800),
             rules: Rules::dchat_defaults(),
             read_env: true,
         }
@@ -136,7 +136,8 @@ impl TelemetryBuilder {
         self
     }
 
-    /// Time a liveness check may take before it counts as failed (default 2 s).
+    /// Time the liveness checks may take before they count as failed (default 800 ms, under
+    /// Kubernetes' default probe timeout of 1 s).
     pub fn with_check_timeout(mut self, timeout: Duration) -> Self {
         self.check_timeout = timeout;
         self

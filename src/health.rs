@@ -142,7 +142,7 @@ impl Report {
 
 impl Default for Health {
     fn default() -> Self {
-        Health::new(Duration::from_secs(2))
+        Health::new(Duration::from_millis(800))
     }
 }
 

@@ -115,6 +115,9 @@ impl std::fmt::Debug for Metric {
 
 struct SeriesTable {
     limit: usize,
+    /// Series bound so far, counted *before* binding, so that threads racing at the limit can
+    /// never leave more than `limit` label sets in the SDK.
+    reserved: std::sync::atomic::AtomicUsize,
     hasher: hashbrown::DefaultHashBuilder,
     map: RwLock<HashTable<Arc<Series>>>,
     overflow: OnceLock<Arc<Series>>,
@@ -156,8 +159,13 @@ impl Metric {
                 return self.overflow();
             }
         }
-        // Bind outside the lock: the SDK may log through tracing while binding, and that event
-        // may come back into this layer.
+        // Reserve a place under the limit first, then bind outside the lock (the SDK may log
+        // through tracing while binding, and that event may come back into this layer).
+        use std::sync::atomic::Ordering;
+        if self.table.reserved.fetch_add(1, Ordering::AcqRel) >= self.table.limit {
+            self.table.reserved.fetch_sub(1, Ordering::AcqRel);
+            return self.overflow();
+        }
         let attrs = {
             let sets = self
                 .label_sets
@@ -182,11 +190,10 @@ impl Metric {
             .write()
             .unwrap_or_else(PoisonError::into_inner);
         if let Some(s) = map.find(hash, |s| s.key_eq(set, values)) {
-            return Arc::clone(s); // another thread won the race; ours is dropped (unbound)
-        }
-        if map.len() >= self.table.limit {
-            drop(map);
-            return self.overflow();
+            // Another thread bound the same label set first (the SDK gave both of us the same
+            // tracker); give the place back and use theirs.
+            self.table.reserved.fetch_sub(1, Ordering::AcqRel);
+            return Arc::clone(s);
         }
         let hasher = &self.table.hasher;
         map.insert_unique(hash, Arc::clone(&series), |s| {
@@ -517,6 +524,7 @@ fn build_metric(
     };
     let table = SeriesTable {
         limit,
+        reserved: std::sync::atomic::AtomicUsize::new(0),
         hasher: hashbrown::DefaultHashBuilder::default(),
         map: RwLock::new(HashTable::new()),
         overflow: OnceLock::new(),

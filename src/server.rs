@@ -34,7 +34,7 @@ const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
 /// Lifetime of one keep-alive connection (scrapers reconnect).
 const CONNECTION_LIFETIME: Duration = Duration::from_secs(120);
 /// Connections served at once; further ones are closed at once.
-const MAX_CONNECTIONS: usize = 256;
+const MAX_CONNECTIONS: usize = 1024;
 /// Time open connections get to finish after the listener closes.
 const CLOSE_GRACE: Duration = Duration::from_secs(5);
 
@@ -166,7 +166,13 @@ async fn accept(
 }
 
 async fn metrics(State(t): State<Telemetry>) -> Response {
-    match tokio::task::spawn_blocking(move || t.render()).await {
+    // At most a couple of renders at once: concurrent scrapes queue instead of multiplying the
+    // CPU and memory a render takes.
+    let Ok(_permit) = t.inner.render_permits.acquire().await else {
+        return (StatusCode::SERVICE_UNAVAILABLE, "shutting down").into_response();
+    };
+    let renderer = t.clone();
+    match tokio::task::spawn_blocking(move || renderer.render()).await {
         Ok(Ok(body)) => ([(header::CONTENT_TYPE, CONTENT_TYPE)], body).into_response(),
         Ok(Err(e)) => (StatusCode::INTERNAL_SERVER_ERROR, e.to_string()).into_response(),
         Err(e) => (

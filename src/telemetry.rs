@@ -30,6 +30,8 @@ pub(crate) struct Inner {
     scrapes: Arc<Metric>,
     scrape_duration: Arc<Metric>,
     render_failed: Arc<std::sync::atomic::AtomicBool>,
+    /// Renders of `/metrics` allowed at once.
+    pub(crate) render_permits: tokio::sync::Semaphore,
 }
 
 /// dchat's telemetry: build one at start-up, add [`Telemetry::layer`] to the tracing registry
@@ -134,6 +136,7 @@ impl Telemetry {
                 scrapes,
                 scrape_duration,
                 render_failed,
+                render_permits: tokio::sync::Semaphore::new(2),
             }),
         })
     }

@@ -49,3 +49,42 @@ fn overflow_series_and_dropped_label_sets() {
         .count();
     assert_eq!(series, 51);
 }
+
+#[test]
+fn threads_racing_at_the_limit_never_export_more_series() {
+    use tracing_subscriber::prelude::*;
+    const THREADS: usize = 8;
+    let t = Telemetry::builder()
+        .with_cardinality_limit(50)
+        .without_env()
+        .build()
+        .unwrap();
+    let dispatch: tracing::Dispatch = tracing_subscriber::registry().with(t.layer()).into();
+    let barrier = std::sync::Arc::new(std::sync::Barrier::new(THREADS));
+    let handles: Vec<_> = (0..THREADS)
+        .map(|k| {
+            let (dispatch, barrier) = (dispatch.clone(), std::sync::Arc::clone(&barrier));
+            std::thread::spawn(move || {
+                barrier.wait();
+                tracing::dispatcher::with_default(&dispatch, || {
+                    for i in 0..100 {
+                        tracing::info!(name: "message.sent", channel = i * THREADS + k, "sent");
+                    }
+                })
+            })
+        })
+        .collect();
+    for h in handles {
+        h.join().unwrap();
+    }
+    let text = t.render().unwrap();
+    let series = text
+        .lines()
+        .filter(|l| l.starts_with("dchat_messages_sent_total{"))
+        .count();
+    assert_eq!(series, 51, "50 label sets and the overflow series:\n{text}");
+    assert_eq!(
+        sum(&text, "dchat_messages_sent_total"),
+        (THREADS * 100) as f64
+    );
+}
