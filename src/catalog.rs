@@ -143,7 +143,7 @@ pub const HEALTH_CHECK_FAILURES: MetricInfo = MetricInfo {
     kind: MetricKind::Counter,
     labels: &["check"],
     unit: "failures",
-    help: "Liveness checks that failed, panicked or timed out.",
+    help: "Liveness checks that failed, panicked or timed out; check=\"telemetry-locks\" counts locks recovered after a panic inside the layer.",
     buckets: &[],
 };
 /// `dchat_telemetry_label_sets_dropped_total{metric}`.

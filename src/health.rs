@@ -1,10 +1,11 @@
 //! Liveness and readiness, reported in the shape of the IETF health-check draft
 //! (`application/health+json`).
 
+use crate::sync::Recover;
 use std::collections::BTreeMap;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use serde::Serialize;
@@ -30,6 +31,8 @@ struct Inner {
     shutting_down: AtomicBool,
     timeout: Duration,
     failures: Mutex<Option<Arc<Metric>>>,
+    /// Lock recoveries already counted in the failure metric.
+    poison_counted: std::sync::atomic::AtomicU64,
 }
 
 /// Liveness checks and readiness gates. Cheap to clone; all clones share state.
@@ -116,15 +119,21 @@ impl Report {
             .filter(|(_, r)| r.iter().any(|c| c.status == Status::Fail))
             .map(|(k, _)| k.as_str())
             .collect();
-        let status = if failing.is_empty() {
-            Status::Pass
-        } else {
-            Status::Fail
-        };
-        let description = if failing.is_empty() {
-            format!("{kind}: all checks pass")
-        } else {
-            format!("{kind}: failing: {}", failing.join(", "))
+        let warning: Vec<&str> = checks
+            .iter()
+            .filter(|(_, r)| r.iter().any(|c| c.status == Status::Warn))
+            .map(|(k, _)| k.as_str())
+            .collect();
+        let (status, description) = match (failing.is_empty(), warning.is_empty()) {
+            (false, _) => (
+                Status::Fail,
+                format!("{kind}: failing: {}", failing.join(", ")),
+            ),
+            (true, false) => (
+                Status::Warn,
+                format!("{kind}: warning: {}", warning.join(", ")),
+            ),
+            (true, true) => (Status::Pass, format!("{kind}: all checks pass")),
         };
         Report {
             status,
@@ -157,26 +166,23 @@ impl Health {
                 shutting_down: AtomicBool::new(false),
                 timeout,
                 failures: Mutex::new(None),
+                poison_counted: std::sync::atomic::AtomicU64::new(0),
             }),
         }
     }
 
     pub(crate) fn set_failure_metric(&self, metric: Arc<Metric>) {
-        *self
-            .inner
-            .failures
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner) = Some(metric);
+        *self.inner.failures.lock().recover() = Some(metric);
+    }
+
+    #[cfg(test)]
+    pub(crate) fn inner_gates_for_test(&self) -> &Mutex<Vec<ReadinessGate>> {
+        &self.inner.gates
     }
 
     /// Adds `n` to `dchat_telemetry_health_check_failures_total{check}`.
     fn count_failures(&self, check: &str, n: u64) {
-        let metric = self
-            .inner
-            .failures
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .clone();
+        let metric = self.inner.failures.lock().recover().clone();
         if let Some(m) = metric {
             m.record(&[check], Num::U64(n));
         }
@@ -185,11 +191,7 @@ impl Health {
     /// The readiness gate `name`, created not ready on first use; the same name gives the same
     /// gate.
     pub fn readiness_gate(&self, name: &str) -> ReadinessGate {
-        let mut gates = self
-            .inner
-            .gates
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner);
+        let mut gates = self.inner.gates.lock().recover();
         if let Some(g) = gates.iter().find(|g| &*g.name == name) {
             return g.clone();
         }
@@ -209,11 +211,7 @@ impl Health {
         F: Fn() -> Result<(), String> + Send + Sync + 'static,
     {
         self.count_failures(name, 0); // the series exists from the start
-        let mut checks = self
-            .inner
-            .checks
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner);
+        let mut checks = self.inner.checks.lock().recover();
         checks.retain(|c| c.name != name);
         checks.push(Check {
             name: name.to_owned(),
@@ -241,7 +239,7 @@ impl Health {
                 .inner
                 .gates
                 .lock()
-                .unwrap_or_else(PoisonError::into_inner)
+                .recover()
                 .iter()
                 .all(ReadinessGate::is_ready)
     }
@@ -250,13 +248,7 @@ impl Health {
     #[must_use]
     pub fn readiness(&self) -> Report {
         let mut checks = BTreeMap::new();
-        for g in self
-            .inner
-            .gates
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .iter()
-        {
+        for g in self.inner.gates.lock().recover().iter() {
             let ready = g.is_ready();
             checks.insert(
                 format!("{}:ready", g.name),
@@ -285,7 +277,7 @@ impl Health {
             .inner
             .checks
             .lock()
-            .unwrap_or_else(PoisonError::into_inner)
+            .recover()
             .iter()
             .map(|c| (c.name.clone(), Arc::clone(&c.run), Arc::clone(&c.running)))
             .collect();
@@ -329,6 +321,23 @@ impl Health {
                     },
                     component_type: "system",
                     output: outcome.err(),
+                }],
+            );
+        }
+        // A lock recovered after a panic inside this crate: a warning (dchat keeps serving and
+        // must not be restarted for it), counted once per recovery.
+        let recovered = crate::sync::recovered();
+        if recovered > 0 {
+            let counted = self.inner.poison_counted.swap(recovered, Ordering::SeqCst);
+            self.count_failures("telemetry-locks", recovered.saturating_sub(counted));
+            checks.insert(
+                "telemetry-locks:liveness".into(),
+                vec![CheckResult {
+                    status: Status::Warn,
+                    component_type: "system",
+                    output: Some(format!(
+                        "{recovered} poisoned lock(s) recovered after a panic inside dchat-telemetry; metrics keep flowing"
+                    )),
                 }],
             );
         }

@@ -57,6 +57,7 @@ mod meters;
 mod rate;
 mod rules;
 mod server;
+mod sync;
 mod telemetry;
 mod value;
 

@@ -7,9 +7,10 @@
 //! the SDK's own convention) and `dchat_telemetry_label_sets_dropped_total{metric}` rises. The
 //! SDK's limit is set above ours so it never folds series on its own.
 
+use crate::sync::Recover;
 use std::collections::HashMap;
 use std::hash::{BuildHasher, Hasher};
-use std::sync::{Arc, Mutex, OnceLock, PoisonError, RwLock};
+use std::sync::{Arc, Mutex, OnceLock, RwLock};
 use std::time::Instant;
 
 use hashbrown::HashTable;
@@ -126,10 +127,7 @@ struct SeriesTable {
 impl Metric {
     /// The id of a list of label names, registered once per callsite (not on the hot path).
     pub(crate) fn label_set_id(&self, names: &[String]) -> u32 {
-        let mut sets = self
-            .label_sets
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner);
+        let mut sets = self.label_sets.lock().recover();
         if let Some(i) = sets.iter().position(|s| s == names) {
             return i as u32;
         }
@@ -146,11 +144,7 @@ impl Metric {
     /// past the cardinality limit, the overflow series.
     pub(crate) fn series(&self, hash: u64, set: u32, values: &[&str]) -> Arc<Series> {
         {
-            let map = self
-                .table
-                .map
-                .read()
-                .unwrap_or_else(PoisonError::into_inner);
+            let map = self.table.map.read().recover();
             if let Some(s) = map.find(hash, |s| s.key_eq(set, values)) {
                 return Arc::clone(s);
             }
@@ -167,10 +161,7 @@ impl Metric {
             return self.overflow();
         }
         let attrs = {
-            let sets = self
-                .label_sets
-                .lock()
-                .unwrap_or_else(PoisonError::into_inner);
+            let sets = self.label_sets.lock().recover();
             sets.get(set as usize)
                 .map(|names| {
                     names
@@ -184,11 +175,7 @@ impl Metric {
         };
         let owned: Box<[Box<str>]> = values.iter().map(|v| Box::from(*v)).collect();
         let series = Arc::new(self.make_series(hash, set, owned, attrs));
-        let mut map = self
-            .table
-            .map
-            .write()
-            .unwrap_or_else(PoisonError::into_inner);
+        let mut map = self.table.map.write().recover();
         if let Some(s) = map.find(hash, |s| s.key_eq(set, values)) {
             // Another thread bound the same label set first (the SDK gave both of us the same
             // tracker); give the place back and use theirs.
@@ -276,21 +263,13 @@ impl Metric {
 
     /// The number of series (overflow excluded).
     pub(crate) fn series_count(&self) -> usize {
-        self.table
-            .map
-            .read()
-            .unwrap_or_else(PoisonError::into_inner)
-            .len()
+        self.table.map.read().recover().len()
     }
 
     fn observe_rates(&self, observer: &dyn opentelemetry::metrics::AsyncInstrument<f64>) {
         // Observe outside the lock: the SDK may log through tracing, back into this layer.
         let series: Vec<Arc<Series>> = {
-            let map = self
-                .table
-                .map
-                .read()
-                .unwrap_or_else(PoisonError::into_inner);
+            let map = self.table.map.read().recover();
             map.iter()
                 .chain(self.table.overflow.get())
                 .cloned()
@@ -432,7 +411,7 @@ impl Meters {
         } else {
             self.limit
         };
-        let mut by_name = self.by_name.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut by_name = self.by_name.lock().recover();
         if let Some(m) = by_name.get(&def.name) {
             return (m.def.kind == def.kind).then(|| Arc::clone(m));
         }
@@ -459,11 +438,7 @@ impl Meters {
 
     /// Looks a metric up by its scraped name.
     pub(crate) fn get(&self, name: &str) -> Option<Arc<Metric>> {
-        self.by_name
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .get(name)
-            .cloned()
+        self.by_name.lock().recover().get(name).cloned()
     }
 }
 

@@ -194,3 +194,40 @@ impl Telemetry {
         self.inner.exporter.shutdown();
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A lock poisoned by a panic inside the crate is recovered: readiness keeps working,
+    /// `/health` warns (200, not a restart) and the self-metric counts it.
+    #[tokio::test]
+    async fn a_poisoned_lock_warns_in_health_and_is_counted() {
+        let t = Telemetry::builder().without_env().build().unwrap();
+        let health = t.health().clone();
+        let poisoner = std::thread::spawn(move || {
+            let _guard = health.inner_gates_for_test().lock().unwrap();
+            panic!("poison the gates on purpose");
+        });
+        assert!(poisoner.join().is_err());
+        let gate = t.health().readiness_gate("database");
+        gate.set_ready(true);
+        assert!(t.health().is_ready(), "the poisoned lock is recovered");
+        let report = t.health().liveness().await;
+        assert_eq!(report.status, crate::Status::Warn, "{report:?}");
+        assert!(report.is_pass());
+        let warn = &report.checks["telemetry-locks:liveness"][0];
+        assert!(warn.output.as_deref().unwrap_or("").contains("recovered"));
+        let text = t.render().unwrap();
+        let line = text
+            .lines()
+            .find(|l| {
+                l.starts_with(
+                    "dchat_telemetry_health_check_failures_total{check=\"telemetry-locks\"",
+                )
+            })
+            .unwrap_or_else(|| panic!("no telemetry-locks series:\n{text}"));
+        let value: f64 = line.rsplit(' ').next().unwrap().parse().unwrap();
+        assert!(value >= 1.0, "{line}");
+    }
+}

@@ -1,9 +1,10 @@
 //! Per-callsite plans: what a span or event of one callsite feeds, worked out once when the
 //! callsite registers, and found again per event with a lock-free lookup.
 
+use crate::sync::Recover;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, OnceLock, PoisonError, RwLock};
+use std::sync::{Arc, Mutex, OnceLock, RwLock};
 
 use tracing_core::Metadata;
 
@@ -494,7 +495,7 @@ impl PlanTable {
 
     #[cold]
     fn get_overflow(&self, key: usize) -> Option<PlanRef<'_>> {
-        let map = self.overflow.read().unwrap_or_else(PoisonError::into_inner);
+        let map = self.overflow.read().recover();
         map.get(&key).map(|p| PlanRef::Shared(Arc::clone(p)))
     }
 
@@ -502,7 +503,7 @@ impl PlanTable {
     /// its first plan).
     pub(crate) fn insert(&self, meta: &'static Metadata<'static>, plan: Plan) {
         let key = key_of(meta);
-        let mut used = self.used.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut used = self.used.lock().recover();
         if *used < PLAN_SLOTS / 2 {
             let mut i = home(key);
             loop {
@@ -524,10 +525,7 @@ impl PlanTable {
         if self.get(meta).is_some() {
             return;
         }
-        let mut map = self
-            .overflow
-            .write()
-            .unwrap_or_else(PoisonError::into_inner);
+        let mut map = self.overflow.write().recover();
         map.entry(key).or_insert_with(|| Arc::new(plan));
         self.has_overflow.store(true, Ordering::Release);
     }

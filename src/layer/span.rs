@@ -3,7 +3,8 @@
 //! maps keep their capacity, so a span allocates nothing in steady state (span extensions would
 //! box every value).
 
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use crate::sync::Recover;
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Instant;
 
 use crate::labels::MAX_LABEL_VALUE_LEN;
@@ -126,9 +127,7 @@ impl SpanTable {
     /// values that a panic cannot leave half-updated in a harmful way.
     pub(crate) fn shard(&self, id: u64) -> MutexGuard<'_, hashbrown::HashMap<u64, SpanState>> {
         let i = (id.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 58) as usize % SHARDS;
-        self.shards[i]
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
+        self.shards[i].lock().recover()
     }
 }
 
