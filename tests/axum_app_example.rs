@@ -3,18 +3,12 @@
 mod common;
 
 use std::process::{Command, Stdio};
-use std::time::Duration;
 
 use common::http_get;
 
 #[test]
 fn merged_router_serves_app_and_telemetry_routes() {
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let addr: std::net::SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+    let addr = common::free_addr();
     let child = Command::new(common::example_binary("axum_app"))
         .env("AXUM_APP_ADDR", addr.to_string())
         .stdout(Stdio::null())
@@ -22,20 +16,11 @@ fn merged_router_serves_app_and_telemetry_routes() {
         .spawn()
         .unwrap();
     let _child = common::Kill(child);
-    let mut up = false;
-    for _ in 0..200 {
-        if common::http_raw(
-            addr,
-            b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
-        )
-        .is_ok()
-        {
-            up = true;
-            break;
-        }
-        std::thread::sleep(Duration::from_millis(25));
-    }
-    assert!(up, "axum_app did not start");
+    assert_eq!(
+        common::first_status(addr, "/"),
+        Some(200),
+        "axum_app did not start"
+    );
     let (status, _, body) = http_get(addr, "/", "");
     assert_eq!(
         (status, String::from_utf8_lossy(&body).as_ref()),

@@ -12,22 +12,13 @@ fn demo_binary() -> std::path::PathBuf {
     common::example_binary("dchat_node")
 }
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 fn scrape(addr: std::net::SocketAddr) -> String {
     String::from_utf8(http_get(addr, "/metrics", "").2).unwrap()
 }
 
 #[test]
 fn demo_serves_the_catalogue_and_exits_cleanly() {
-    let port = free_port();
-    let addr: std::net::SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+    let addr = common::free_addr();
     let child = Command::new(demo_binary())
         .args([
             "--listen",
@@ -150,8 +141,7 @@ fn bad_flags_exit_2_with_usage() {
 
 #[test]
 fn sigterm_turns_ready_off_drains_and_exits_zero() {
-    let port = free_port();
-    let addr: std::net::SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+    let addr = common::free_addr();
     let child = Command::new(demo_binary())
         .args(["--listen", &addr.to_string(), "--node-id", "term-node"])
         .env("DCHAT_TELEMETRY_DRAIN", "2s")

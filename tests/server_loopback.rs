@@ -149,12 +149,7 @@ fn panicking_and_hanging_checks_fail_alone_over_http() {
 
 #[test]
 fn serve_with_shutdown_binds_the_configured_address() {
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let addr: std::net::SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+    let addr = common::free_addr();
     let t = dchat_telemetry::Telemetry::builder()
         .with_drain_period(Duration::ZERO)
         .apply_env(|k| (k == "DCHAT_TELEMETRY_ADDR").then(|| addr.to_string()))
@@ -171,18 +166,7 @@ fn serve_with_shutdown_binds_the_configured_address() {
     let task = rt.spawn(t.clone().serve_with_shutdown(async move {
         let _ = rx.await;
     }));
-    let mut status = 0;
-    for _ in 0..100 {
-        if let Ok((s, _, _)) = http_raw(
-            addr,
-            b"GET /ready HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
-        ) {
-            status = s;
-            break;
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    assert_eq!(status, 200);
+    assert_eq!(common::first_status(addr, "/ready"), Some(200));
     let _ = tx.send(());
     let result = rt.block_on(async { tokio::time::timeout(Duration::from_secs(10), task).await });
     assert!(matches!(result, Ok(Ok(Ok(())))), "{result:?}");

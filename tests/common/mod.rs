@@ -407,3 +407,23 @@ impl Kill {
         }
     }
 }
+
+/// A free 127.0.0.1 address (the port is released for the server under test to bind).
+pub fn free_addr() -> std::net::SocketAddr {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+}
+
+/// Polls `GET path` until the server at `addr` answers (bounded: 10 s); the first status seen.
+pub fn first_status(addr: std::net::SocketAddr, path: &str) -> Option<u16> {
+    let request = format!("GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
+    for _ in 0..400 {
+        if let Ok((status, _, _)) = http_raw(addr, request.as_bytes()) {
+            return Some(status);
+        }
+        std::thread::sleep(std::time::Duration::from_millis(25));
+    }
+    None
+}
