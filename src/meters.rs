@@ -48,7 +48,7 @@ enum Handle {
 
 /// One label set of one metric.
 pub(crate) struct Series {
-    hash: u64,
+    /// The label-name list (`Metric::label_set_id`); [`OVERFLOW_SET`] for the overflow series.
     set: u32,
     values: Box<[Box<str>]>,
     attrs: Vec<KeyValue>,
@@ -77,8 +77,9 @@ impl Series {
         Ok(())
     }
 
-    pub(crate) fn hash(&self) -> u64 {
-        self.hash
+    /// Whether this is the metric's overflow series (every use of it must be counted).
+    pub(crate) fn is_overflow(&self) -> bool {
+        self.set == OVERFLOW_SET
     }
 
     pub(crate) fn key_eq(&self, set: u32, values: &[&str]) -> bool {
@@ -91,6 +92,9 @@ impl Series {
                 .all(|(a, b)| a.as_ref() == *b)
     }
 }
+
+/// The `set` of the overflow series: no label-name list has this id.
+const OVERFLOW_SET: u32 = u32::MAX;
 
 /// One metric: definition, instrument and series.
 pub(crate) struct Metric {
@@ -174,7 +178,7 @@ impl Metric {
                 .unwrap_or_default()
         };
         let owned: Box<[Box<str>]> = values.iter().map(|v| Box::from(*v)).collect();
-        let series = Arc::new(self.make_series(hash, set, owned, attrs));
+        let series = Arc::new(self.make_series(set, owned, attrs));
         let mut map = self.table.map.write().recover();
         if let Some(s) = map.find(hash, |s| s.key_eq(set, values)) {
             // Another thread bound the same label set first (the SDK gave both of us the same
@@ -198,17 +202,11 @@ impl Metric {
         Arc::clone(self.table.overflow.get_or_init(|| {
             let mut attrs = vec![KeyValue::new("otel.metric.overflow", true)];
             attrs.extend(self.const_attrs.iter().cloned());
-            Arc::new(self.make_series(0, u32::MAX, Box::new([]), attrs))
+            Arc::new(self.make_series(OVERFLOW_SET, Box::new([]), attrs))
         }))
     }
 
-    fn make_series(
-        &self,
-        hash: u64,
-        set: u32,
-        values: Box<[Box<str>]>,
-        attrs: Vec<KeyValue>,
-    ) -> Series {
+    fn make_series(&self, set: u32, values: Box<[Box<str>]>, attrs: Vec<KeyValue>) -> Series {
         let handle = match &self.instrument {
             Instrument::CounterU64(i) => Handle::CounterU64(i.bind(&attrs)),
             Instrument::CounterF64(i) => Handle::CounterF64(i.bind(&attrs)),
@@ -220,7 +218,6 @@ impl Metric {
             }
         };
         Series {
-            hash,
             set,
             values,
             attrs,

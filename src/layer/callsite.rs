@@ -114,7 +114,7 @@ impl SeriesCache {
     }
 
     pub(crate) fn put(&self, series: &Arc<Series>) {
-        if series.hash() == 0 {
+        if series.is_overflow() {
             return; // the overflow series: every use must be counted, so never cached
         }
         for slot in &self.slots {
