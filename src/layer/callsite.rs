@@ -83,6 +83,12 @@ pub(crate) struct Plan {
     pub(crate) actions: Box<[Action]>,
     /// Spans: whether the span keeps fields for its own labels or its children's.
     pub(crate) stores_fields: bool,
+    /// Whether some label may come from an enclosing span.
+    pub(crate) inherits: bool,
+    /// Spans: whether opening the span moves a gauge (`SpanActive`).
+    pub(crate) opens_gauges: bool,
+    /// Spans: whether closing the span records anything besides taking its gauges back down.
+    pub(crate) closes: bool,
 }
 
 impl Plan {
@@ -244,9 +250,16 @@ impl Compiled {
             self.prefix_actions(&mut b, &mut actions);
         }
         let stores_fields = meta.is_span() && b.slots.iter().any(|s| s.field_id != NONE);
+        let is_gauge = |a: &Action| matches!(a.value, ValuePlan::SpanActive);
         Plan {
             slot_of_field: b.slot_of_field,
             slots: b.slots.into_boxed_slice(),
+            inherits: actions
+                .iter()
+                .flat_map(|a| a.labels.iter())
+                .any(|l| !l.inherit.is_empty()),
+            opens_gauges: actions.iter().any(is_gauge),
+            closes: actions.iter().any(|a| !is_gauge(a)),
             actions: actions.into_boxed_slice(),
             stores_fields,
         }

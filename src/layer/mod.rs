@@ -5,6 +5,7 @@
 //! layers (a `fmt` layer, say) still see them.
 
 mod callsite;
+mod entered;
 mod span;
 mod visit;
 
@@ -15,11 +16,11 @@ use tracing_core::span::{Attributes, Id, Record};
 use tracing_core::subscriber::Interest;
 use tracing_core::{Event, Metadata, Subscriber};
 use tracing_subscriber::layer::{Context, Filter, Layer};
-use tracing_subscriber::registry::{LookupSpan, Scope};
+use tracing_subscriber::registry::LookupSpan;
 
 pub(crate) use callsite::Compiled;
 use callsite::{Action, LabelPlan, Plan, PlanTable, ValuePlan, MAX_LABELS};
-use span::{InlineFields, SpanState, SpanTable, SPAN_ACTIVE};
+use span::{InlineFields, SpanTable, SPAN_ACTIVE};
 use visit::{with_scratch, Scratch, Visitor};
 
 use crate::value::Num;
@@ -73,6 +74,8 @@ impl Shared {
 pub struct MetricsLayer {
     shared: Arc<Shared>,
     spans: SpanTable,
+    /// This layer's key in the threads' entered-span stacks.
+    id: u64,
 }
 
 /// The per-layer filter of [`MetricsLayer`]: computes each callsite's plan once, in
@@ -88,6 +91,7 @@ impl MetricsLayer {
             MetricsLayer {
                 shared: Arc::clone(&shared),
                 spans: SpanTable::new(),
+                id: entered::layer_id(),
             },
             CallsiteFilter { shared },
         )
@@ -129,9 +133,26 @@ where
                 plan: &plan,
                 scratch,
             });
-            let needed = needed_ids(&plan, scratch, None);
-            if !needed.is_empty() {
-                self.collect_fields(&needed, None, ctx.event_scope(event), scratch);
+            if plan.inherits {
+                let needed = needed_ids(&plan, scratch, None);
+                // A contextual event's enclosing spans start at this thread's current span; an
+                // explicit parent (or an unusable stack) is asked of the registry.
+                if !needed.is_empty()
+                    && !(event.is_contextual()
+                        && self
+                            .with_current(|cell| {
+                                if let Some(cell) = cell {
+                                    inherit(cell, needed, 0, scratch);
+                                }
+                            })
+                            .is_some())
+                {
+                    let parent = ctx.event_span(event);
+                    let cell = parent.and_then(|s| self.spans.get(s.id().into_u64()));
+                    if let Some(cell) = cell {
+                        inherit(&cell, needed, 0, scratch);
+                    }
+                }
             }
             for action in plan.actions.iter() {
                 apply(action, scratch, || 0.0);
@@ -139,54 +160,79 @@ where
         });
     }
 
+    fn on_enter(&self, id: &Id, _ctx: Context<'_, S>) {
+        entered::enter(self.id, id.into_u64());
+    }
+
+    fn on_exit(&self, id: &Id, _ctx: Context<'_, S>) {
+        entered::exit(self.id, id.into_u64());
+    }
+
     fn on_new_span(&self, attrs: &Attributes<'_>, id: &Id, ctx: Context<'_, S>) {
         let Some(plan) = self.shared.active_plan(attrs.metadata()) else {
             return;
+        };
+        // The nearest enclosing span this layer keeps: the thread's current one; else (an
+        // explicit parent, none of this layer's spans entered, an unusable stack) the registry's
+        // answer through this layer's filter, which follows parents past spans it ignores.
+        let parent = if attrs.is_root() {
+            None
+        } else {
+            attrs
+                .is_contextual()
+                .then(|| self.with_current(|cell| cell.cloned()))
+                .flatten()
+                .flatten()
+                .or_else(|| {
+                    let parent = ctx.span(id).and_then(|s| s.parent());
+                    parent.and_then(|p| self.spans.get(p.id().into_u64()))
+                })
         };
         with_scratch(plan.slots.len(), |scratch| {
             attrs.record(&mut Visitor {
                 plan: &plan,
                 scratch,
             });
-            let mut state = SpanState {
-                meta: attrs.metadata(),
-                start: Instant::now(),
-                fields: InlineFields::default(),
-                active: Default::default(),
-            };
-            store_fields(&plan, scratch, &mut state.fields);
-            if plan
-                .actions
-                .iter()
-                .any(|a| matches!(a.value, ValuePlan::SpanActive))
-            {
+            let mut active: [Option<Arc<crate::meters::Series>>; SPAN_ACTIVE] = Default::default();
+            let mut own = InlineFields::default();
+            if plan.stores_fields {
+                store_fields(&plan, scratch, &mut own);
+            }
+            if plan.opens_gauges {
+                // The gauges' labels: the span's own fields first, then its parents'.
                 scratch.clear(plan.slots.len());
-                let needed = needed_ids(&plan, scratch, Some(&state.fields));
-                let parents = if needed.is_empty() {
-                    None
-                } else {
-                    ctx.span(id).and_then(|s| s.parent()).map(|p| p.scope())
-                };
-                self.collect_fields(&needed, Some(&state.fields), parents, scratch);
-                let mut k = 0;
-                for action in plan
+                push_own(&own, scratch);
+                let needed = needed_ids(&plan, scratch, Some(&own));
+                if let Some(parent) = parent.as_ref().filter(|_| !needed.is_empty()) {
+                    inherit(parent, needed, 1, scratch);
+                }
+                let gauges = plan
                     .actions
                     .iter()
-                    .filter(|a| matches!(a.value, ValuePlan::SpanActive))
-                {
-                    if k < SPAN_ACTIVE {
-                        state.active[k] = apply(action, scratch, || 0.0);
-                        k += 1;
-                    }
+                    .filter(|a| matches!(a.value, ValuePlan::SpanActive));
+                for (slot, action) in active.iter_mut().zip(gauges) {
+                    *slot = apply(action, scratch, || 0.0);
                 }
             }
-            self.spans.shard(id.into_u64()).insert(id.into_u64(), state);
+            let meta = attrs.metadata();
+            self.spans.open(id.into_u64(), |state| {
+                state.meta = Some(meta);
+                state.start = Instant::now();
+                if plan.stores_fields {
+                    state.fields.clone_from(&own);
+                }
+                state.active = active;
+                state.parent = parent;
+            });
         });
     }
 
-    fn on_record(&self, id: &Id, values: &Record<'_>, ctx: Context<'_, S>) {
-        let Some(span) = ctx.span(id) else { return };
-        let Some(plan) = self.shared.plans.get(span.metadata()) else {
+    fn on_record(&self, id: &Id, values: &Record<'_>, _ctx: Context<'_, S>) {
+        let Some(cell) = self.spans.get(id.into_u64()) else {
+            return;
+        };
+        let meta = cell.lock().meta;
+        let Some(plan) = meta.and_then(|m| self.shared.plans.get(m)) else {
             return;
         };
         if !plan.stores_fields {
@@ -197,40 +243,42 @@ where
                 plan: &plan,
                 scratch,
             });
-            let mut shard = self.spans.shard(id.into_u64());
-            if let Some(state) = shard.get_mut(&id.into_u64()) {
-                store_fields(&plan, scratch, &mut state.fields);
-            }
+            store_fields(&plan, scratch, &mut cell.lock().fields);
         });
     }
 
-    fn on_close(&self, id: Id, ctx: Context<'_, S>) {
-        let removed = self.spans.shard(id.into_u64()).remove(&id.into_u64());
-        let Some(state) = removed else { return };
-        for series in state.active.iter().flatten() {
-            // The series took +1 when the span opened; -1 cannot fail for an up-down counter.
-            let _ = series.record(Num::I64(-1));
-        }
-        let Some(plan) = self.shared.plans.get(state.meta) else {
-            return;
-        };
-        let on_close = |a: &&Action| !matches!(a.value, ValuePlan::SpanActive);
-        if !plan.actions.iter().any(|a| on_close(&a)) {
-            return;
-        }
-        let seconds = state.start.elapsed().as_secs_f64();
-        with_scratch(plan.slots.len(), |scratch| {
-            let needed = needed_ids(&plan, scratch, Some(&state.fields));
-            // The registry still holds the span during `on_close`; it is looked up only when a
-            // label has to come from an enclosing span.
-            let span = if needed.is_empty() {
-                None
-            } else {
-                ctx.span(&id)
+    fn on_close(&self, id: Id, _ctx: Context<'_, S>) {
+        with_scratch(0, |scratch| {
+            // What needs the span's state is read in its cell, under its lock (and its parents'
+            // locks, nested from child to parent); nothing there can log, which could come back
+            // into this layer. Recording happens after.
+            let closed = self.spans.close(id.into_u64(), |state| {
+                for series in state.active.iter_mut().filter_map(Option::take) {
+                    // The series took +1 when the span opened; -1 cannot fail for an
+                    // up-down counter.
+                    let _ = series.record(Num::I64(-1));
+                }
+                let plan = state.meta.and_then(|m| self.shared.plans.get(m))?;
+                if !plan.closes {
+                    return None;
+                }
+                let seconds = state.start.elapsed().as_secs_f64();
+                scratch.clear(plan.slots.len());
+                push_own(&state.fields, scratch);
+                let needed = needed_ids(&plan, scratch, Some(&state.fields));
+                if let Some(parent) = state.parent.as_ref().filter(|_| !needed.is_empty()) {
+                    inherit(parent, needed, 1, scratch);
+                }
+                Some((plan, seconds))
+            });
+            let Some(Some((plan, seconds))) = closed else {
+                return;
             };
-            let parents = span.as_ref().and_then(|s| s.parent()).map(|p| p.scope());
-            self.collect_fields(&needed, Some(&state.fields), parents, scratch);
-            for action in plan.actions.iter().filter(on_close) {
+            for action in plan
+                .actions
+                .iter()
+                .filter(|a| !matches!(a.value, ValuePlan::SpanActive))
+            {
                 apply(action, scratch, || seconds);
             }
         });
@@ -238,50 +286,59 @@ where
 }
 
 impl MetricsLayer {
-    /// Copies every field kept by `own` (the span itself), then the `needed` label fields from
-    /// the spans of `scope`, nearest first, into `scratch.inherited`; stops once each needed
-    /// field has a value (nearer spans win, so deeper ones would not be used).
-    fn collect_fields<S>(
-        &self,
-        needed: &IdSet,
-        own: Option<&InlineFields>,
-        scope: Option<Scope<'_, S>>,
-        scratch: &mut Scratch,
-    ) where
-        S: Subscriber + for<'a> LookupSpan<'a>,
-    {
-        let mut depth: u8 = 0;
-        if let Some(own) = own {
-            for (fid, v) in own.iter() {
-                let r = scratch.push_raw(v);
-                scratch.inherited.push((fid, r.0, r.1, 0));
+    /// Runs `f` with the cell of this thread's current span (as this layer sees it: the
+    /// innermost entered span its filter enabled); `None` when the thread's stack cannot be
+    /// used and the registry must be asked.
+    fn with_current<R>(&self, f: impl FnOnce(Option<&Arc<span::SpanCell>>) -> R) -> Option<R> {
+        entered::with_entered(|entries| {
+            let Some(e) = entries.iter_mut().rev().find(|e| e.layer == self.id) else {
+                return f(None);
+            };
+            if !e.looked_up {
+                e.cell = self.spans.get(e.id);
+                e.looked_up = true;
             }
-            depth = 1;
-        }
-        let mut missing = *needed;
-        if missing.is_empty() {
-            return;
-        }
-        for span in scope.into_iter().flatten() {
-            let id = span.id().into_u64();
-            let shard = self.spans.shard(id);
-            if let Some(state) = shard.get(&id) {
-                let mut i = 0;
-                while i < missing.len() {
-                    let fid = missing.ids[i];
-                    if let Some(v) = state.fields.get(fid) {
-                        let r = scratch.push_raw(v);
-                        scratch.inherited.push((fid, r.0, r.1, depth));
-                        missing.remove(i);
-                    } else {
-                        i += 1;
-                    }
-                }
-                if missing.is_empty() {
-                    return;
-                }
-            }
-            depth = depth.saturating_add(1);
+            f(e.cell.as_ref())
+        })
+    }
+}
+
+/// Spans followed for label inheritance; deeper ancestors are not consulted.
+const MAX_INHERIT_DEPTH: u8 = 64;
+
+/// Copies the `needed` label fields from `cell`'s span (at `depth`) and then its enclosing
+/// spans into `scratch.inherited`; stops once each needed field has a value (nearer spans win).
+fn inherit(cell: &span::SpanCell, mut missing: IdSet, depth: u8, scratch: &mut Scratch) {
+    let state = cell.lock();
+    take_missing(&state.fields, &mut missing, depth, scratch);
+    if missing.is_empty() || depth >= MAX_INHERIT_DEPTH {
+        return;
+    }
+    if let Some(parent) = &state.parent {
+        inherit(parent, missing, depth + 1, scratch);
+    }
+}
+
+/// Copies every field a span keeps for itself into `scratch.inherited`, at depth 0.
+fn push_own(own: &InlineFields, scratch: &mut Scratch) {
+    for (fid, v) in own.iter() {
+        let r = scratch.push_raw(v);
+        scratch.inherited.push((fid, r.0, r.1, 0));
+    }
+}
+
+/// Copies the fields of `missing` that `fields` has into `scratch.inherited` at `depth`, and
+/// takes them out of `missing`.
+fn take_missing(fields: &InlineFields, missing: &mut IdSet, depth: u8, scratch: &mut Scratch) {
+    let mut i = 0;
+    while i < missing.len() {
+        let fid = missing.ids[i];
+        if let Some(v) = fields.get(fid) {
+            let r = scratch.push_raw(v);
+            scratch.inherited.push((fid, r.0, r.1, depth));
+            missing.remove(i);
+        } else {
+            i += 1;
         }
     }
 }

@@ -1,9 +1,11 @@
 //! Per-span state: when the span opened, the label fields it keeps for itself and its children,
-//! and the series its open/close gauges moved. Kept in a sharded table keyed by span id whose
-//! maps keep their capacity, so a span allocates nothing in steady state (span extensions would
-//! box every value).
+//! and the series its open/close gauges moved. Each span's state lives in a [`SpanCell`] found by
+//! span id in a sharded table; closed spans' cells go to a per-thread pool and the maps keep
+//! their capacity, so a span allocates nothing in steady state (span extensions would box every
+//! value).
 
 use crate::sync::Recover;
+use std::cell::RefCell;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Instant;
 
@@ -78,6 +80,12 @@ impl InlineFields {
         self.len += 1;
     }
 
+    /// Forgets every value (a reused cell).
+    pub(crate) fn clear(&mut self) {
+        self.len = 0;
+        self.buf.clear();
+    }
+
     fn remove(&mut self, i: usize) {
         let n = self.len as usize;
         let (s, e) = self.range(i);
@@ -95,23 +103,111 @@ impl InlineFields {
     }
 }
 
-/// What the layer keeps for one open span.
+/// What the layer keeps for one open span, in a [`SpanCell`] that is reused once the span closes.
 #[derive(Debug)]
 pub(crate) struct SpanState {
-    /// The span's callsite, so closing needs no registry lookup for its plan.
-    pub(crate) meta: &'static tracing_core::Metadata<'static>,
+    /// The span's callsite, so closing needs no registry lookup for its plan (`None` while the
+    /// cell waits in a pool).
+    pub(crate) meta: Option<&'static tracing_core::Metadata<'static>>,
     pub(crate) start: Instant,
     pub(crate) fields: InlineFields,
     /// Series the span added 1 to when it opened (per `SpanActive` action, in plan order).
     pub(crate) active: [Option<Arc<Series>>; SPAN_ACTIVE],
+    /// The nearest enclosing span this layer keeps state for (its parent as the registry
+    /// sees it through this layer's filter), for label inheritance without registry lookups.
+    pub(crate) parent: Option<Arc<SpanCell>>,
+}
+
+/// One span's state behind its own lock: the span table, events inside the span (through the
+/// thread's entered-span stack) and `Span::record` from any thread reach it in place, so the
+/// ~300-byte state is never moved in or out of a map.
+#[derive(Debug)]
+pub(crate) struct SpanCell {
+    state: Mutex<SpanState>,
+}
+
+impl SpanCell {
+    fn new() -> Self {
+        SpanCell {
+            state: Mutex::new(SpanState {
+                meta: None,
+                start: Instant::now(),
+                fields: InlineFields::default(),
+                active: Default::default(),
+                parent: None,
+            }),
+        }
+    }
+
+    /// The state, locked (a poisoned lock is recovered: the state is plain values). Locks are
+    /// only ever nested from a span to its parent, so they cannot deadlock.
+    pub(crate) fn lock(&self) -> MutexGuard<'_, SpanState> {
+        self.state.lock().recover()
+    }
+}
+
+/// Cells kept per thread for reuse, so that opening a span allocates nothing in steady state.
+const POOLED_PER_THREAD: usize = 64;
+
+thread_local! {
+    static POOL: RefCell<Vec<Arc<SpanCell>>> = const { RefCell::new(Vec::new()) };
+}
+
+/// Cells kept for the whole process, for threads that close more spans than they open (spans
+/// opened on one worker thread and closed on another).
+const POOLED_SHARED: usize = 4096;
+
+static SHARED_POOL: Mutex<Vec<Arc<SpanCell>>> = Mutex::new(Vec::new());
+
+/// A cell from this thread's pool, else from the shared pool, else a new one.
+fn take_cell() -> Arc<SpanCell> {
+    POOL.try_with(|p| p.try_borrow_mut().ok()?.pop())
+        .ok()
+        .flatten()
+        .or_else(|| SHARED_POOL.lock().recover().pop())
+        .unwrap_or_else(|| Arc::new(SpanCell::new()))
+}
+
+/// Gives a closed span's cell back to this thread's pool (or, when that is full, the shared
+/// one), unless something — the entered-span stack entry of a guard that was forgotten — still
+/// holds it.
+fn recycle(cell: Arc<SpanCell>) {
+    if Arc::strong_count(&cell) != 1 {
+        return;
+    }
+    {
+        let mut state = cell.lock();
+        state.meta = None;
+        state.fields.clear();
+        state.active = Default::default();
+        state.parent = None;
+    }
+    let cell = POOL
+        .try_with(|p| match p.try_borrow_mut() {
+            Ok(mut pool) if pool.len() < POOLED_PER_THREAD => {
+                if pool.capacity() == 0 {
+                    pool.reserve_exact(POOLED_PER_THREAD);
+                }
+                pool.push(cell);
+                None
+            }
+            _ => Some(cell),
+        })
+        .unwrap_or(None);
+    if let Some(cell) = cell {
+        let mut shared = SHARED_POOL.lock().recover();
+        if shared.len() < POOLED_SHARED {
+            shared.push(cell);
+        }
+    }
 }
 
 const SHARDS: usize = 64;
 
-/// Span states by span id.
+/// Span cells by span id.
 #[derive(Debug)]
 pub(crate) struct SpanTable {
-    shards: Box<[Mutex<hashbrown::HashMap<u64, SpanState>>]>,
+    shards: Box<[Mutex<hashbrown::HashMap<u64, Arc<SpanCell>>>]>,
 }
 
 impl SpanTable {
@@ -125,9 +221,34 @@ impl SpanTable {
 
     /// The shard holding span `id`, locked. A poisoned shard is used as is: its data is plain
     /// values that a panic cannot leave half-updated in a harmful way.
-    pub(crate) fn shard(&self, id: u64) -> MutexGuard<'_, hashbrown::HashMap<u64, SpanState>> {
+    fn shard(&self, id: u64) -> MutexGuard<'_, hashbrown::HashMap<u64, Arc<SpanCell>>> {
         let i = (id.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 58) as usize % SHARDS;
         self.shards[i].lock().recover()
+    }
+
+    /// Opens span `id`: a (pooled) cell is filled by `fill`, then registered under the id.
+    pub(crate) fn open(&self, id: u64, fill: impl FnOnce(&mut SpanState)) {
+        let cell = take_cell();
+        fill(&mut cell.lock());
+        if let Some(old) = self.shard(id).insert(id, cell) {
+            // Ids are unique among open spans; a left-over cell (a close this layer never saw)
+            // is simply dropped.
+            drop(old);
+        }
+    }
+
+    /// The cell of open span `id`.
+    pub(crate) fn get(&self, id: u64) -> Option<Arc<SpanCell>> {
+        self.shard(id).get(&id).cloned()
+    }
+
+    /// Closes span `id`: `f` gets its state (still in its cell, not moved), then the cell goes
+    /// back to the pool.
+    pub(crate) fn close<R>(&self, id: u64, f: impl FnOnce(&mut SpanState) -> R) -> Option<R> {
+        let cell = self.shard(id).remove(&id)?;
+        let r = f(&mut cell.lock());
+        recycle(cell);
+        Some(r)
     }
 }
 

@@ -25,6 +25,11 @@ pub fn telemetry_with(rules: Rules) -> Telemetry {
 }
 
 /// Runs `f` with a registry holding only the telemetry layer as the default subscriber.
+pub fn dispatch(t: &Telemetry) -> tracing::Dispatch {
+    tracing_subscriber::registry().with(t.layer()).into()
+}
+
+/// Runs `f` with a subscriber made of a registry and `t`'s layer as the default.
 pub fn with_layer<R>(t: &Telemetry, f: impl FnOnce() -> R) -> R {
     let subscriber = tracing_subscriber::registry().with(t.layer());
     tracing::subscriber::with_default(subscriber, f)
