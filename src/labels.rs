@@ -96,6 +96,44 @@ pub fn push_sanitized(out: &mut String, value: &str, cap: usize) -> bool {
     true
 }
 
+/// Byte-string equality without a `memcmp` call for the short strings label values usually are
+/// (a library call costs more than the compare itself on the hot path).
+#[inline]
+pub(crate) fn bytes_eq(a: &[u8], b: &[u8]) -> bool {
+    fn word(s: &[u8], at: usize) -> u64 {
+        s.get(at..at + 8)
+            .and_then(|w| <[u8; 8]>::try_from(w).ok())
+            .map_or(0, u64::from_ne_bytes)
+    }
+    fn half(s: &[u8], at: usize) -> u32 {
+        s.get(at..at + 4)
+            .and_then(|w| <[u8; 4]>::try_from(w).ok())
+            .map_or(0, u32::from_ne_bytes)
+    }
+    let n = a.len();
+    if n != b.len() {
+        return false;
+    }
+    match n {
+        0 => true,
+        1..=3 => a.iter().zip(b).all(|(x, y)| x == y),
+        // Two overlapping 4-byte words cover 4..=8 bytes.
+        4..=8 => half(a, 0) == half(b, 0) && half(a, n - 4) == half(b, n - 4),
+        // 8-byte words, the last one overlapping.
+        9..=32 => {
+            let mut i = 0;
+            while i + 8 < n {
+                if word(a, i) != word(b, i) {
+                    return false;
+                }
+                i += 8;
+            }
+            word(a, n - 8) == word(b, n - 8)
+        }
+        _ => a == b,
+    }
+}
+
 /// A `fmt::Write` sink that appends sanitised text to a `String` and stops (with `fmt::Error`)
 /// once the cap is reached, so a huge `Debug` value is never formatted in full.
 pub(crate) struct CappedWriter<'a> {
@@ -174,6 +212,14 @@ mod tests {
         fn sanitized_label_names_are_valid(name in any::<String>()) {
             let s = sanitize_label_name(&name);
             prop_assert!(is_valid_label_name(&s), "{:?} -> {:?}", name, s);
+        }
+
+        #[test]
+        fn bytes_eq_is_slice_equality(a in proptest::collection::vec(0u8..3, 0..40),
+                                      b in proptest::collection::vec(0u8..3, 0..40)) {
+            // A tiny alphabet makes equal lengths and near-equal contents common.
+            prop_assert_eq!(bytes_eq(&a, &b), a == b);
+            prop_assert!(bytes_eq(&a, &a));
         }
 
         #[test]

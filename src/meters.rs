@@ -89,7 +89,7 @@ impl Series {
                 .values
                 .iter()
                 .zip(values)
-                .all(|(a, b)| a.as_ref() == *b)
+                .all(|(a, b)| crate::labels::bytes_eq(a.as_bytes(), b.as_bytes()))
     }
 }
 

@@ -13,8 +13,6 @@ pub(crate) enum Num {
     U64(u64),
     I64(i64),
     F64(f64),
-    U128(u128),
-    I128(i128),
 }
 
 /// Why a value was not recorded.
@@ -53,6 +51,24 @@ impl DropReason {
 }
 
 impl Num {
+    /// A 128-bit integer as the nearest kept form: exact when it fits 64 bits; otherwise a
+    /// float, which every integer instrument rejects as out of range (counters take at most
+    /// [`MAX_INCREMENT`]) and float instruments take as they would have. Keeps `Num` two words.
+    pub(crate) fn from_i128(v: i128) -> Num {
+        match i64::try_from(v) {
+            Ok(v) => Num::I64(v),
+            Err(_) => Num::F64(v as f64),
+        }
+    }
+
+    /// See [`Num::from_i128`].
+    pub(crate) fn from_u128(v: u128) -> Num {
+        match u64::try_from(v) {
+            Ok(v) => Num::U64(v),
+            Err(_) => Num::F64(v as f64),
+        }
+    }
+
     /// Parses a string field (`count = "3"`, or a `Display` value) as a number.
     pub(crate) fn parse(s: &str) -> Result<Num, DropReason> {
         let s = s.trim();
@@ -81,8 +97,6 @@ impl Num {
             Num::U64(v) => v as f64,
             Num::I64(v) => v as f64,
             Num::F64(v) => v,
-            Num::U128(v) => v as f64,
-            Num::I128(v) => v as f64,
         }
     }
 
@@ -100,9 +114,6 @@ impl Num {
         match self {
             Num::U64(v) => Ok(v),
             Num::I64(v) => u64::try_from(v).map_err(|_| DropReason::Negative),
-            Num::U128(v) => u64::try_from(v).map_err(|_| DropReason::OutOfRange),
-            Num::I128(v) if v < 0 => Err(DropReason::Negative),
-            Num::I128(v) => u64::try_from(v).map_err(|_| DropReason::OutOfRange),
             Num::F64(v) if !v.is_finite() => Err(DropReason::NotFinite),
             Num::F64(v) if v < 0.0 => Err(DropReason::Negative),
             // `u64::MAX as f64` rounds up to 2^64, so the bound is exclusive.
@@ -136,8 +147,6 @@ impl Num {
         match self {
             Num::U64(v) => i64::try_from(v).map_err(|_| DropReason::OutOfRange),
             Num::I64(v) => Ok(v),
-            Num::U128(v) => i64::try_from(v).map_err(|_| DropReason::OutOfRange),
-            Num::I128(v) => i64::try_from(v).map_err(|_| DropReason::OutOfRange),
             Num::F64(v) if !v.is_finite() => Err(DropReason::NotFinite),
             Num::F64(v) if v.fract() != 0.0 || v < i64::MIN as f64 || v >= i64::MAX as f64 => {
                 Err(DropReason::OutOfRange)
@@ -173,11 +182,20 @@ mod tests {
             Num::F64(1e300).to_counter_u64(),
             Err(DropReason::OutOfRange)
         );
-        assert_eq!(Num::I128(-5).to_counter_u64(), Err(DropReason::Negative));
         assert_eq!(
-            Num::U128(u128::MAX).to_counter_u64(),
+            Num::from_i128(-5).to_counter_u64(),
+            Err(DropReason::Negative)
+        );
+        assert_eq!(Num::from_i128(5).to_counter_u64(), Ok(5));
+        assert_eq!(
+            Num::from_u128(u128::MAX).to_counter_u64(),
             Err(DropReason::OutOfRange)
         );
+        assert_eq!(
+            Num::from_i128(i128::MIN).to_i64(),
+            Err(DropReason::OutOfRange)
+        );
+        assert_eq!(Num::from_u128(1 << 100).to_f64(), Ok(2f64.powi(100)));
         assert_eq!(Num::F64(-0.5).to_counter_f64(), Err(DropReason::Negative));
         assert_eq!(Num::F64(f64::INFINITY).to_f64(), Err(DropReason::NotFinite));
         assert_eq!(Num::U64(u64::MAX).to_i64(), Err(DropReason::OutOfRange));

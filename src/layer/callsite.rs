@@ -74,6 +74,10 @@ pub(crate) struct Action {
     pub(crate) cache: SeriesCache,
 }
 
+/// A label that may come from an enclosing span: the capture slots that give it a value of the
+/// callsite's own (if any holds one, no span is consulted) and the label-field ids to look for.
+pub(crate) type Inheriting = (Box<[u8]>, Box<[u8]>);
+
 /// Everything a callsite does.
 #[derive(Debug)]
 pub(crate) struct Plan {
@@ -85,6 +89,9 @@ pub(crate) struct Plan {
     pub(crate) stores_fields: bool,
     /// Whether some label may come from an enclosing span.
     pub(crate) inherits: bool,
+    /// The distinct `(own slots, inherited field ids)` of the labels that may come from an
+    /// enclosing span, so an event works out what to look up without walking every label.
+    pub(crate) inheriting: Box<[Inheriting]>,
     /// Spans: whether opening the span moves a gauge (`SpanActive`).
     pub(crate) opens_gauges: bool,
     /// Spans: whether closing the span records anything besides taking its gauges back down.
@@ -251,13 +258,21 @@ impl Compiled {
         }
         let stores_fields = meta.is_span() && b.slots.iter().any(|s| s.field_id != NONE);
         let is_gauge = |a: &Action| matches!(a.value, ValuePlan::SpanActive);
+        let mut inheriting: Vec<Inheriting> = Vec::new();
+        for l in actions.iter().flat_map(|a| a.labels.iter()) {
+            if !l.inherit.is_empty()
+                && !inheriting
+                    .iter()
+                    .any(|(own, inherit)| *own == l.own && *inherit == l.inherit)
+            {
+                inheriting.push((l.own.clone(), l.inherit.clone()));
+            }
+        }
         Plan {
             slot_of_field: b.slot_of_field,
             slots: b.slots.into_boxed_slice(),
-            inherits: actions
-                .iter()
-                .flat_map(|a| a.labels.iter())
-                .any(|l| !l.inherit.is_empty()),
+            inherits: !inheriting.is_empty(),
+            inheriting: inheriting.into_boxed_slice(),
             opens_gauges: actions.iter().any(is_gauge),
             closes: actions.iter().any(|a| !is_gauge(a)),
             actions: actions.into_boxed_slice(),

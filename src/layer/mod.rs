@@ -128,7 +128,7 @@ where
         if plan.actions.is_empty() {
             return;
         }
-        with_scratch(plan.slots.len(), |scratch| {
+        with_scratch(|scratch| {
             event.record(&mut Visitor {
                 plan: &plan,
                 scratch,
@@ -137,20 +137,21 @@ where
                 let needed = needed_ids(&plan, scratch, None);
                 // A contextual event's enclosing spans start at this thread's current span; an
                 // explicit parent (or an unusable stack) is asked of the registry.
-                if !needed.is_empty()
-                    && !(event.is_contextual()
+                if !needed.is_empty() {
+                    let from_stack = event.is_contextual()
                         && self
                             .with_current(|cell| {
                                 if let Some(cell) = cell {
                                     inherit(cell, needed, 0, scratch);
                                 }
                             })
-                            .is_some())
-                {
-                    let parent = ctx.event_span(event);
-                    let cell = parent.and_then(|s| self.spans.get(s.id().into_u64()));
-                    if let Some(cell) = cell {
-                        inherit(&cell, needed, 0, scratch);
+                            .is_some();
+                    if !from_stack {
+                        let parent = ctx.event_span(event);
+                        let cell = parent.and_then(|s| self.spans.get(s.id().into_u64()));
+                        if let Some(cell) = cell {
+                            inherit(&cell, needed, 0, scratch);
+                        }
                     }
                 }
             }
@@ -188,7 +189,7 @@ where
                     parent.and_then(|p| self.spans.get(p.id().into_u64()))
                 })
         };
-        with_scratch(plan.slots.len(), |scratch| {
+        with_scratch(|scratch| {
             attrs.record(&mut Visitor {
                 plan: &plan,
                 scratch,
@@ -200,7 +201,7 @@ where
             }
             if plan.opens_gauges {
                 // The gauges' labels: the span's own fields first, then its parents'.
-                scratch.clear(plan.slots.len());
+                scratch.clear();
                 push_own(&own, scratch);
                 let needed = needed_ids(&plan, scratch, Some(&own));
                 if let Some(parent) = parent.as_ref().filter(|_| !needed.is_empty()) {
@@ -238,7 +239,7 @@ where
         if !plan.stores_fields {
             return;
         }
-        with_scratch(plan.slots.len(), |scratch| {
+        with_scratch(|scratch| {
             values.record(&mut Visitor {
                 plan: &plan,
                 scratch,
@@ -248,7 +249,7 @@ where
     }
 
     fn on_close(&self, id: Id, _ctx: Context<'_, S>) {
-        with_scratch(0, |scratch| {
+        with_scratch(|scratch| {
             // What needs the span's state is read in its cell, under its lock (and its parents'
             // locks, nested from child to parent); nothing there can log, which could come back
             // into this layer. Recording happens after.
@@ -263,7 +264,7 @@ where
                     return None;
                 }
                 let seconds = state.start.elapsed().as_secs_f64();
-                scratch.clear(plan.slots.len());
+                scratch.clear();
                 push_own(&state.fields, scratch);
                 let needed = needed_ids(&plan, scratch, Some(&state.fields));
                 if let Some(parent) = state.parent.as_ref().filter(|_| !needed.is_empty()) {
@@ -382,17 +383,13 @@ impl IdSet {
 /// itself keeps (`own`).
 fn needed_ids(plan: &Plan, scratch: &Scratch, own: Option<&InlineFields>) -> IdSet {
     let mut set = IdSet::EMPTY;
-    for label in plan.actions.iter().flat_map(|a| a.labels.iter()) {
-        if label.inherit.is_empty() {
-            continue;
-        }
-        let has_own = label
-            .own
+    for (own_slots, inherit) in plan.inheriting.iter() {
+        let has_own = own_slots
             .iter()
-            .any(|&slot| scratch.label[slot as usize].is_some())
-            || own.is_some_and(|f| label.inherit.iter().any(|&fid| f.get(fid).is_some()));
+            .any(|&slot| scratch.label(slot as usize).is_some())
+            || own.is_some_and(|f| inherit.iter().any(|&fid| f.get(fid).is_some()));
         if !has_own {
-            for &fid in label.inherit.iter() {
+            for &fid in inherit.iter() {
                 set.insert(fid);
             }
         }
@@ -404,7 +401,7 @@ fn needed_ids(plan: &Plan, scratch: &Scratch, own: Option<&InlineFields>) -> IdS
 fn store_fields(plan: &Plan, scratch: &Scratch, fields: &mut InlineFields) {
     for (slot, usage) in plan.slots.iter().enumerate() {
         if usage.field_id != callsite::NONE {
-            if let Some(r) = scratch.label[slot] {
+            if let Some(r) = scratch.label(slot) {
                 fields.set(usage.field_id, scratch.str(r));
             }
         }
@@ -416,7 +413,7 @@ fn store_fields(plan: &Plan, scratch: &Scratch, fields: &mut InlineFields) {
 /// source — then the fallback.
 fn label<'s>(plan: &'s LabelPlan, scratch: &'s Scratch) -> &'s str {
     for &slot in plan.own.iter() {
-        if let Some(r) = scratch.label[slot as usize] {
+        if let Some(r) = scratch.label(slot as usize) {
             return scratch.str(r);
         }
     }
@@ -453,7 +450,7 @@ fn apply(
         ValuePlan::Fields { sources, default } => {
             match sources
                 .iter()
-                .find_map(|&(slot, scale)| Some((scratch.num[slot as usize]?, scale)))
+                .find_map(|&(slot, scale)| Some((scratch.num(slot as usize)?, scale)))
             {
                 Some((Ok(n), scale)) => n.scaled(scale),
                 Some((Err(reason), _)) => {

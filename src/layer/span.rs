@@ -204,10 +204,12 @@ fn recycle(cell: Arc<SpanCell>) {
 
 const SHARDS: usize = 64;
 
+type Shard = Mutex<hashbrown::HashMap<u64, Arc<SpanCell>>>;
+
 /// Span cells by span id.
 #[derive(Debug)]
 pub(crate) struct SpanTable {
-    shards: Box<[Mutex<hashbrown::HashMap<u64, Arc<SpanCell>>>]>,
+    shards: Box<[Shard]>,
 }
 
 impl SpanTable {

@@ -11,12 +11,15 @@ use super::callsite::{Plan, MAX_CAPTURES, NONE};
 use crate::labels::{push_sanitized, CappedWriter, MAX_LABEL_VALUE_LEN};
 use crate::value::{DropReason, Num};
 
-/// What one span or event's fields gave, by capture slot. Label strings live in `buf`.
+/// What one span or event's fields gave, by capture slot. Label strings live in `buf`. Which
+/// slots hold a value is kept in two bit sets, so clearing is three stores.
 #[derive(Debug)]
 pub(crate) struct Scratch {
     pub(crate) buf: String,
-    pub(crate) label: [Option<(u32, u32)>; MAX_CAPTURES],
-    pub(crate) num: [Option<Result<Num, DropReason>>; MAX_CAPTURES],
+    labels: [(u32, u32); MAX_CAPTURES],
+    nums: [Result<Num, DropReason>; MAX_CAPTURES],
+    has_label: u16,
+    has_num: u16,
     /// Values found in spans: `(label-field id, start, end in buf, depth)`, depth 0 being the
     /// nearest span (for a span's own labels, the span itself).
     pub(crate) inherited: Vec<(u8, u32, u32, u8)>,
@@ -26,19 +29,56 @@ impl Scratch {
     fn new() -> Self {
         Scratch {
             buf: String::with_capacity(1024),
-            label: [None; MAX_CAPTURES],
-            num: [None; MAX_CAPTURES],
+            labels: [(0, 0); MAX_CAPTURES],
+            nums: [Ok(Num::U64(0)); MAX_CAPTURES],
+            has_label: 0,
+            has_num: 0,
             inherited: Vec::with_capacity(8),
         }
     }
 
-    /// Resets the first `slots` capture slots (the ones the current plan uses) and the buffers.
-    pub(crate) fn clear(&mut self, slots: usize) {
+    /// Forgets every capture and empties the buffers.
+    pub(crate) fn clear(&mut self) {
         self.buf.clear();
-        let n = slots.min(MAX_CAPTURES);
-        self.label[..n].fill(None);
-        self.num[..n].fill(None);
+        self.has_label = 0;
+        self.has_num = 0;
         self.inherited.clear();
+    }
+
+    /// The range in `buf` of the label value captured in `slot`.
+    #[inline]
+    pub(crate) fn label(&self, slot: usize) -> Option<(u32, u32)> {
+        if slot < MAX_CAPTURES && self.has_label & (1 << slot) != 0 {
+            Some(self.labels[slot])
+        } else {
+            None
+        }
+    }
+
+    #[inline]
+    fn set_label(&mut self, slot: usize, r: (u32, u32)) {
+        if slot < MAX_CAPTURES {
+            self.labels[slot] = r;
+            self.has_label |= 1 << slot;
+        }
+    }
+
+    /// The number captured in `slot` (or why it is not one).
+    #[inline]
+    pub(crate) fn num(&self, slot: usize) -> Option<Result<Num, DropReason>> {
+        if slot < MAX_CAPTURES && self.has_num & (1 << slot) != 0 {
+            Some(self.nums[slot])
+        } else {
+            None
+        }
+    }
+
+    #[inline]
+    fn set_num(&mut self, slot: usize, n: Result<Num, DropReason>) {
+        if slot < MAX_CAPTURES {
+            self.nums[slot] = n;
+            self.has_num |= 1 << slot;
+        }
     }
 
     pub(crate) fn str(&self, (start, end): (u32, u32)) -> &str {
@@ -66,11 +106,11 @@ thread_local! {
 
 /// Runs `f` with this thread's scratch buffer, cleared. Re-entrant use (a `Debug` impl that
 /// itself logs a metric event) and use during thread teardown get a fresh buffer instead.
-pub(crate) fn with_scratch<R>(slots: usize, f: impl FnOnce(&mut Scratch) -> R) -> R {
+pub(crate) fn with_scratch<R>(f: impl FnOnce(&mut Scratch) -> R) -> R {
     let mut f = Some(f);
     let r = SCRATCH.try_with(|cell| {
         let mut s = cell.try_borrow_mut().ok()?;
-        s.clear(slots);
+        s.clear();
         let f = f.take()?;
         Some(f(&mut s))
     });
@@ -110,7 +150,8 @@ impl Visitor<'_> {
             self.scratch.buf.truncate(start);
             return;
         }
-        self.scratch.label[slot] = Some((start as u32, self.scratch.buf.len() as u32));
+        let end = self.scratch.buf.len() as u32;
+        self.scratch.set_label(slot, (start as u32, end));
     }
 
     fn number(&mut self, field: &Field, n: Num, display: &dyn fmt::Display) {
@@ -120,7 +161,7 @@ impl Visitor<'_> {
                 self.label_fmt(slot, format_args!("{display}"));
             }
             if usage.value {
-                self.scratch.num[slot] = Some(Ok(n));
+                self.scratch.set_num(slot, Ok(n));
             }
         }
     }
@@ -140,22 +181,22 @@ impl Visit for Visitor<'_> {
     }
 
     fn record_i128(&mut self, field: &Field, value: i128) {
-        self.number(field, Num::I128(value), &value);
+        self.number(field, Num::from_i128(value), &value);
     }
 
     fn record_u128(&mut self, field: &Field, value: u128) {
-        self.number(field, Num::U128(value), &value);
+        self.number(field, Num::from_u128(value), &value);
     }
 
     fn record_bool(&mut self, field: &Field, value: bool) {
         if let Some(slot) = self.slot(field) {
             let usage = self.plan.slots[slot];
             if usage.label {
-                self.scratch.label[slot] =
-                    Some(self.scratch.push(if value { "true" } else { "false" }));
+                let r = self.scratch.push(if value { "true" } else { "false" });
+                self.scratch.set_label(slot, r);
             }
             if usage.value {
-                self.scratch.num[slot] = Some(Err(DropReason::WrongType));
+                self.scratch.set_num(slot, Err(DropReason::WrongType));
             }
         }
     }
@@ -164,10 +205,11 @@ impl Visit for Visitor<'_> {
         if let Some(slot) = self.slot(field) {
             let usage = self.plan.slots[slot];
             if usage.label {
-                self.scratch.label[slot] = Some(self.scratch.push(value));
+                let r = self.scratch.push(value);
+                self.scratch.set_label(slot, r);
             }
             if usage.value {
-                self.scratch.num[slot] = Some(Num::parse(value));
+                self.scratch.set_num(slot, Num::parse(value));
             }
         }
     }
@@ -197,7 +239,7 @@ impl Visit for Visitor<'_> {
                     Err(DropReason::WrongType)
                 };
                 self.scratch.buf.truncate(start);
-                self.scratch.num[slot] = Some(parsed);
+                self.scratch.set_num(slot, parsed);
             }
         }
     }
