@@ -6,7 +6,8 @@
 //! valgrind --tool=callgrind target/release/examples/hot_path_profile counter 200000
 //! callgrind_annotate callgrind.out.<pid> | head -40
 //! ```
-//! Shapes: `counter` (own + inherited label), `histogram`, `db_span`, `relay_span`.
+//! Shapes: `counter` (own + inherited label), `histogram` (a histogram alone), `message_received`
+//! (dchat's counter + histogram event), `db_span`, `relay_span`.
 
 use dchat_telemetry::{LabelSource, MetricKind, Rule, Rules, Telemetry};
 use tracing_subscriber::prelude::*;
@@ -22,8 +23,21 @@ fn main() {
         .with_label_from("node", [LabelSource::field("node")])
         .build()
         .expect("valid rule");
+    let histogram = Rule::builder(MetricKind::Histogram, "bench_latency_seconds")
+        .with_event_name("bench.latency")
+        .with_description("Bench latencies.")
+        .with_unit("seconds")
+        .with_buckets(dchat_telemetry::catalog::LATENCY_BUCKETS.to_vec())
+        .with_value_field("latency_seconds")
+        .with_label("channel")
+        .build()
+        .expect("valid rule");
     let t = Telemetry::builder()
-        .with_rules(Rules::dchat_defaults().with_rule(rule))
+        .with_rules(
+            Rules::dchat_defaults()
+                .with_rule(rule)
+                .with_rule(histogram),
+        )
         .without_env()
         .build()
         .expect("valid config");
@@ -34,6 +48,9 @@ fn main() {
             match shape.as_str() {
                 "counter" => tracing::info!(name: "bench.event", channel = "general", "x"),
                 "histogram" => {
+                    tracing::info!(name: "bench.latency", channel = "general", latency_seconds = 0.012, "x")
+                }
+                "message_received" => {
                     tracing::info!(name: "message.received", channel = "general", latency_seconds = 0.012, "x")
                 }
                 "db_span" => {

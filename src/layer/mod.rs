@@ -176,7 +176,7 @@ where
         // The nearest enclosing span this layer keeps: the thread's current one; else (an
         // explicit parent, none of this layer's spans entered, an unusable stack) the registry's
         // answer through this layer's filter, which follows parents past spans it ignores.
-        let parent = if attrs.is_root() {
+        let mut parent = if attrs.is_root() {
             None
         } else {
             attrs
@@ -222,8 +222,8 @@ where
                 if plan.stores_fields {
                     state.fields.clone_from(&own);
                 }
-                state.active = active;
-                state.parent = parent;
+                state.active = std::mem::take(&mut active);
+                state.parent = parent.take();
             });
         });
     }

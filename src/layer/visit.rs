@@ -26,14 +26,15 @@ pub(crate) struct Scratch {
 }
 
 impl Scratch {
-    fn new() -> Self {
+    /// An empty scratch (its buffers grow on first use, then keep their capacity).
+    const fn new() -> Self {
         Scratch {
-            buf: String::with_capacity(1024),
+            buf: String::new(),
             labels: [(0, 0); MAX_CAPTURES],
             nums: [Ok(Num::U64(0)); MAX_CAPTURES],
             has_label: 0,
             has_num: 0,
-            inherited: Vec::with_capacity(8),
+            inherited: Vec::new(),
         }
     }
 
@@ -101,25 +102,25 @@ impl Scratch {
 }
 
 thread_local! {
-    static SCRATCH: RefCell<Scratch> = RefCell::new(Scratch::new());
+    static SCRATCH: RefCell<Scratch> = const { RefCell::new(Scratch::new()) };
 }
 
 /// Runs `f` with this thread's scratch buffer, cleared. Re-entrant use (a `Debug` impl that
 /// itself logs a metric event) and use during thread teardown get a fresh buffer instead.
-pub(crate) fn with_scratch<R>(f: impl FnOnce(&mut Scratch) -> R) -> R {
-    let mut f = Some(f);
-    let r = SCRATCH.try_with(|cell| {
+///
+/// `f` is `FnMut` so that the fallback can still call it; taking it by value through an
+/// `Option` instead costs a store-forwarding stall on every event.
+#[inline]
+pub(crate) fn with_scratch<R>(mut f: impl FnMut(&mut Scratch) -> R) -> R {
+    let done = SCRATCH.try_with(|cell| {
         let mut s = cell.try_borrow_mut().ok()?;
         s.clear();
-        let f = f.take()?;
         Some(f(&mut s))
     });
-    if let Ok(Some(r)) = r {
-        return r;
+    match done {
+        Ok(Some(r)) => r,
+        _ => f(&mut Scratch::new()),
     }
-    // `f` is only taken right before it runs and returns `Some`, so it is still here.
-    let f = f.expect("closure not yet run");
-    f(&mut Scratch::new())
 }
 
 /// Copies the fields `plan` uses into `scratch`.
