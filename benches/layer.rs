@@ -34,11 +34,7 @@ fn ours(limit: usize) -> Telemetry {
         .build()
         .expect("valid rule");
     Telemetry::builder()
-        .with_rules(
-            Rules::dchat_defaults()
-                .with_rule(rule)
-                .with_rule(histogram),
-        )
+        .with_rules(Rules::dchat_defaults().with_rule(rule).with_rule(histogram))
         .with_cardinality_limit(limit)
         .without_env()
         .build()

@@ -7,7 +7,8 @@
 //! callgrind_annotate callgrind.out.<pid> | head -40
 //! ```
 //! Shapes: `counter` (own + inherited label), `histogram` (a histogram alone), `message_received`
-//! (dchat's counter + histogram event), `db_span`, `relay_span`.
+//! (dchat's counter + histogram event), `db_span`, `relay_span`; `render` renders 10k counter
+//! series and 100 histograms N times.
 
 use dchat_telemetry::{LabelSource, MetricKind, Rule, Rules, Telemetry};
 use tracing_subscriber::prelude::*;
@@ -33,15 +34,26 @@ fn main() {
         .build()
         .expect("valid rule");
     let t = Telemetry::builder()
-        .with_rules(
-            Rules::dchat_defaults()
-                .with_rule(rule)
-                .with_rule(histogram),
-        )
+        .with_rules(Rules::dchat_defaults().with_rule(rule).with_rule(histogram))
+        .with_cardinality_limit(20_000)
         .without_env()
         .build()
         .expect("valid config");
     let d: tracing::Dispatch = tracing_subscriber::registry().with(t.layer()).into();
+    if shape == "render" {
+        tracing::dispatcher::with_default(&d, || {
+            for i in 0..10_000 {
+                tracing::info!(name: "message.sent", channel = i, "x");
+            }
+            for i in 0..100 {
+                tracing::info!(name: "message.received", channel = i, latency_seconds = 0.01, "x");
+            }
+        });
+        for _ in 0..n {
+            std::hint::black_box(t.render().map(|s| s.len()).unwrap_or(0));
+        }
+        return;
+    }
     tracing::dispatcher::with_default(&d, || {
         let _node = tracing::info_span!("node", node = "node-1").entered();
         for i in 0..n {

@@ -3,7 +3,7 @@
 
 use opentelemetry::metrics::{Meter, MeterProvider as _};
 use opentelemetry_sdk::metrics::{SdkMeterProvider, Stream};
-use prometheus::{Encoder as _, TextEncoder};
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 use crate::Error;
 
@@ -14,6 +14,8 @@ pub const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
 pub(crate) struct Exporter {
     provider: SdkMeterProvider,
     registry: prometheus::Registry,
+    /// Length of the last exposition.
+    last_len: AtomicUsize,
 }
 
 impl std::fmt::Debug for Exporter {
@@ -24,10 +26,17 @@ impl std::fmt::Debug for Exporter {
 
 impl Exporter {
     /// `limit` is the layer's per-metric cardinality limit; the SDK's is set above it.
-    /// Constant labels are not set here but on every series' attributes (the exporter then
-    /// prints all labels sorted by name, which keeps the exposition stable).
-    pub(crate) fn new(limit: usize) -> Result<(Self, Meter), Error> {
-        let registry = prometheus::Registry::new();
+    /// The constant labels (`service`, `node_id`, the operator's) are the registry's common
+    /// labels, added at gathering time rather than carried, cloned and converted as attributes
+    /// of every data point at every collection; the encoder prints each sample's labels sorted
+    /// by name, so the exposition stays stable.
+    pub(crate) fn new(
+        limit: usize,
+        const_labels: Vec<(String, String)>,
+    ) -> Result<(Self, Meter), Error> {
+        let labels = (!const_labels.is_empty()).then(|| const_labels.into_iter().collect());
+        let registry = prometheus::Registry::new_custom(None, labels)
+            .map_err(|e| Error::Exporter(e.to_string()))?;
         let reader = opentelemetry_prometheus::exporter()
             .with_registry(registry.clone())
             .without_units()
@@ -46,7 +55,12 @@ impl Exporter {
             })
             .build();
         let meter = provider.meter("dchat-telemetry");
-        Ok((Exporter { provider, registry }, meter))
+        let exporter = Exporter {
+            provider,
+            registry,
+            last_len: AtomicUsize::new(16 * 1024),
+        };
+        Ok((exporter, meter))
     }
 
     /// The text exposition of every metric.
@@ -60,11 +74,12 @@ impl Exporter {
                 "the exporter returned no metrics (meter provider shut down?)".into(),
             ));
         }
-        let mut out = Vec::with_capacity(16 * 1024);
-        TextEncoder::new()
-            .encode(&families, &mut out)
-            .map_err(|e| Error::Exporter(e.to_string()))?;
-        String::from_utf8(out).map_err(|e| Error::Exporter(e.to_string()))
+        // Sized from the last exposition, so the buffer is not regrown (and copied) on the way.
+        let hint = self.last_len.load(Ordering::Relaxed);
+        let mut out = String::with_capacity(hint + hint / 8 + 1024);
+        crate::text::encode(&families, &mut out);
+        self.last_len.store(out.len(), Ordering::Relaxed);
+        Ok(out)
     }
 
     /// Flushes and stops the provider.

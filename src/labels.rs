@@ -76,7 +76,7 @@ pub fn push_sanitized(out: &mut String, value: &str, cap: usize) -> bool {
     let bytes = value.as_bytes();
     let fits = bytes.len() <= cap;
     let head = if fits { bytes } else { &bytes[..cap] };
-    if head.iter().all(|&b| (0x20..0x7f).contains(&b)) {
+    if printable_ascii(head) {
         // `head` is ASCII, so it ends on a char boundary of `value`.
         out.push_str(&value[..head.len()]);
         return fits;
@@ -94,6 +94,46 @@ pub fn push_sanitized(out: &mut String, value: &str, cap: usize) -> bool {
         out.push(c);
     }
     true
+}
+
+/// Whether every byte is printable ASCII (0x20..=0x7e), a word at a time: a byte below 0x20
+/// sets its high bit when 0x20 is subtracted, 0x7f sets it when 1 is added, and bytes from 0x80
+/// have it already (a borrow or carry between bytes only ever comes from such a byte).
+#[inline]
+fn printable_ascii(b: &[u8]) -> bool {
+    const HIGH: u64 = 0x8080_8080_8080_8080;
+    fn bad(w: u64) -> bool {
+        (w.wrapping_sub(0x2020_2020_2020_2020) | w.wrapping_add(0x0101_0101_0101_0101) | w) & HIGH
+            != 0
+    }
+    fn word(s: &[u8], at: usize) -> u64 {
+        s.get(at..at + 8)
+            .and_then(|w| <[u8; 8]>::try_from(w).ok())
+            .map_or(u64::MAX, u64::from_le_bytes)
+    }
+    fn half(s: &[u8], at: usize) -> u64 {
+        // Four bytes, padded with spaces (printable) to a word.
+        s.get(at..at + 4)
+            .and_then(|w| <[u8; 4]>::try_from(w).ok())
+            .map_or(u64::MAX, |w| {
+                u64::from(u32::from_le_bytes(w)) | 0x2020_2020_0000_0000
+            })
+    }
+    let n = b.len();
+    match n {
+        0..=3 => b.iter().all(|&x| (0x20..0x7f).contains(&x)),
+        4..=8 => !bad(half(b, 0)) && !bad(half(b, n - 4)),
+        _ => {
+            let mut i = 0;
+            while i + 8 < n {
+                if bad(word(b, i)) {
+                    return false;
+                }
+                i += 8;
+            }
+            !bad(word(b, n - 8))
+        }
+    }
 }
 
 /// Byte-string equality without a `memcmp` call for the short strings label values usually are
@@ -212,6 +252,19 @@ mod tests {
         fn sanitized_label_names_are_valid(name in any::<String>()) {
             let s = sanitize_label_name(&name);
             prop_assert!(is_valid_label_name(&s), "{:?} -> {:?}", name, s);
+        }
+
+        #[test]
+        fn printable_ascii_matches_the_bytewise_test(b in proptest::collection::vec(any::<u8>(), 0..40),
+                                                     fill in 0x20u8..0x7f) {
+            prop_assert_eq!(printable_ascii(&b), b.iter().all(|&x| (0x20..0x7f).contains(&x)));
+            // Mostly printable strings with one odd byte, anywhere.
+            let mut p = vec![fill; b.len()];
+            if let Some(&odd) = b.first() {
+                let at = usize::from(odd) % p.len();
+                p[at] = odd;
+            }
+            prop_assert_eq!(printable_ascii(&p), p.iter().all(|&x| (0x20..0x7f).contains(&x)));
         }
 
         #[test]

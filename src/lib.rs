@@ -59,6 +59,7 @@ mod rules;
 mod server;
 mod sync;
 mod telemetry;
+mod text;
 mod value;
 
 pub use catalog::{MetricInfo, MetricKind};

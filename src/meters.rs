@@ -106,8 +106,6 @@ pub(crate) struct Metric {
     label_sets: Mutex<Vec<Vec<String>>>,
     /// Set for every metric but the self-metrics, which must not recurse into themselves.
     self_metrics: Option<Arc<SelfMetrics>>,
-    /// The operator's constant labels, added to every series.
-    const_attrs: Arc<[KeyValue]>,
 }
 
 impl std::fmt::Debug for Metric {
@@ -172,7 +170,6 @@ impl Metric {
                         .iter()
                         .zip(values)
                         .map(|(k, v)| KeyValue::new(k.clone(), (*v).to_owned()))
-                        .chain(self.const_attrs.iter().cloned())
                         .collect()
                 })
                 .unwrap_or_default()
@@ -200,8 +197,7 @@ impl Metric {
             sm.label_set_dropped(&self.def.name);
         }
         Arc::clone(self.table.overflow.get_or_init(|| {
-            let mut attrs = vec![KeyValue::new("otel.metric.overflow", true)];
-            attrs.extend(self.const_attrs.iter().cloned());
+            let attrs = vec![KeyValue::new("otel.metric.overflow", true)];
             Arc::new(self.make_series(OVERFLOW_SET, Box::new([]), attrs))
         }))
     }
@@ -318,7 +314,6 @@ pub(crate) struct Meters {
     meter: Meter,
     limit: usize,
     self_metrics: Arc<SelfMetrics>,
-    const_attrs: Arc<[KeyValue]>,
     by_name: Mutex<HashMap<String, Arc<Metric>>>,
 }
 
@@ -360,12 +355,7 @@ pub(crate) fn integral_counter(def: &MetricDef, measures: &[&crate::rules::Measu
 impl Meters {
     /// `limit` is the per-metric cardinality limit; the SDK's own is set above it by the
     /// exporter's view.
-    pub(crate) fn new(
-        meter: Meter,
-        limit: usize,
-        rate_window_secs: u32,
-        const_attrs: Arc<[KeyValue]>,
-    ) -> Self {
+    pub(crate) fn new(meter: Meter, limit: usize, rate_window_secs: u32) -> Self {
         let make_self = |info: &catalog::MetricInfo| {
             // Self-metrics have one series per metric (and reason): bounded by the callsites in
             // the program, so they get a limit of their own.
@@ -375,7 +365,6 @@ impl Meters {
                 true,
                 SELF_LIMIT,
                 None,
-                Arc::clone(&const_attrs),
             ))
         };
         let self_metrics = Arc::new(SelfMetrics {
@@ -395,7 +384,6 @@ impl Meters {
             meter,
             limit,
             self_metrics,
-            const_attrs,
             by_name: Mutex::new(by_name),
         }
     }
@@ -418,7 +406,6 @@ impl Meters {
             integral,
             limit,
             Some(Arc::clone(&self.self_metrics)),
-            Arc::clone(&self.const_attrs),
         ));
         by_name.insert(def.name.clone(), Arc::clone(&m));
         drop(by_name);
@@ -445,7 +432,6 @@ fn build_metric(
     integral: bool,
     limit: usize,
     self_metrics: Option<Arc<SelfMetrics>>,
-    const_attrs: Arc<[KeyValue]>,
 ) -> Metric {
     // The exporter appends `_total` to counters; instruments are named without it.
     let base = def
@@ -508,7 +494,6 @@ fn build_metric(
         table,
         label_sets,
         self_metrics,
-        const_attrs,
     }
 }
 
@@ -551,7 +536,7 @@ mod tests {
 
     fn meters() -> (opentelemetry_sdk::metrics::SdkMeterProvider, Meters) {
         let provider = opentelemetry_sdk::metrics::SdkMeterProvider::builder().build();
-        let meters = Meters::new(provider.meter("t"), 10, 60, Arc::from(Vec::new()));
+        let meters = Meters::new(provider.meter("t"), 10, 60);
         (provider, meters)
     }
 

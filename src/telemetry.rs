@@ -4,7 +4,6 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use opentelemetry::metrics::Meter;
-use opentelemetry::KeyValue;
 use tracing_core::Subscriber;
 use tracing_subscriber::filter::Filtered;
 use tracing_subscriber::registry::LookupSpan;
@@ -75,17 +74,11 @@ impl Telemetry {
     }
 
     pub(crate) fn from_builder(config: TelemetryBuilder) -> Result<Self, Error> {
-        let (exporter, meter) = Exporter::new(config.cardinality_limit)?;
-        let const_attrs: Arc<[KeyValue]> = config
-            .all_const_labels()
-            .into_iter()
-            .map(|(k, v)| KeyValue::new(k, v))
-            .collect();
+        let (exporter, meter) = Exporter::new(config.cardinality_limit, config.all_const_labels())?;
         let meters = Arc::new(Meters::new(
             meter.clone(),
             config.cardinality_limit,
             config.error_rate_window.as_secs().clamp(1, 3600) as u32,
-            Arc::clone(&const_attrs),
         ));
         let compiled = Compiled::new(&config.effective_rules(), Arc::clone(&meters))?;
         let shared = Shared::new(compiled);
@@ -120,9 +113,7 @@ impl Telemetry {
                 .f64_observable_gauge(catalog::READY.name)
                 .with_description(catalog::READY.help)
                 .with_unit(catalog::READY.unit)
-                .with_callback(move |o| {
-                    o.observe(if health.is_ready() { 1.0 } else { 0.0 }, &const_attrs)
-                })
+                .with_callback(move |o| o.observe(if health.is_ready() { 1.0 } else { 0.0 }, &[]))
                 .build();
         }
         Ok(Telemetry {

@@ -92,6 +92,9 @@ pub(crate) struct Plan {
     /// The distinct `(own slots, inherited field ids)` of the labels that may come from an
     /// enclosing span, so an event works out what to look up without walking every label.
     pub(crate) inheriting: Box<[Inheriting]>,
+    /// When every inheriting label has capture slots of its own: all those slots, as a bit set.
+    /// An event that filled all of them needs nothing from its spans (checked with one AND).
+    pub(crate) own_mask: Option<u16>,
     /// Spans: whether opening the span moves a gauge (`SpanActive`).
     pub(crate) opens_gauges: bool,
     /// Spans: whether closing the span records anything besides taking its gauges back down.
@@ -268,10 +271,19 @@ impl Compiled {
                 inheriting.push((l.own.clone(), l.inherit.clone()));
             }
         }
+        let own_mask = inheriting.iter().all(|(own, _)| !own.is_empty()).then(|| {
+            inheriting
+                .iter()
+                .flat_map(|(own, _)| own.iter())
+                .fold(0u16, |m, &slot| {
+                    m | 1u16.checked_shl(u32::from(slot)).unwrap_or(0)
+                })
+        });
         Plan {
             slot_of_field: b.slot_of_field,
             slots: b.slots.into_boxed_slice(),
             inherits: !inheriting.is_empty(),
+            own_mask,
             inheriting: inheriting.into_boxed_slice(),
             opens_gauges: actions.iter().any(is_gauge),
             closes: actions.iter().any(|a| !is_gauge(a)),

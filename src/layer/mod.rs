@@ -133,7 +133,7 @@ where
                 plan: &plan,
                 scratch,
             });
-            if plan.inherits {
+            if plan.inherits && !plan.own_mask.is_some_and(|m| scratch.has_labels(m)) {
                 let needed = needed_ids(&plan, scratch, None);
                 // A contextual event's enclosing spans start at this thread's current span; an
                 // explicit parent (or an unusable stack) is asked of the registry.

@@ -46,6 +46,12 @@ impl Scratch {
         self.inherited.clear();
     }
 
+    /// Whether every slot of `mask` holds a label value.
+    #[inline]
+    pub(crate) fn has_labels(&self, mask: u16) -> bool {
+        self.has_label & mask == mask
+    }
+
     /// The range in `buf` of the label value captured in `slot`.
     #[inline]
     pub(crate) fn label(&self, slot: usize) -> Option<(u32, u32)> {
