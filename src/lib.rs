@@ -51,6 +51,7 @@ mod config;
 mod error;
 mod exporter;
 mod health;
+mod label_key;
 pub mod labels;
 mod layer;
 mod meters;

@@ -21,6 +21,7 @@ use opentelemetry::metrics::{
 use opentelemetry::KeyValue;
 
 use crate::catalog::{self, MetricKind};
+use crate::label_key::LabelKey;
 use crate::rate::RateWindow;
 use crate::rules::MetricDef;
 use crate::value::{DropReason, Num};
@@ -50,7 +51,7 @@ enum Handle {
 pub(crate) struct Series {
     /// The label-name list (`Metric::label_set_id`); [`OVERFLOW_SET`] for the overflow series.
     set: u32,
-    values: Box<[Box<str>]>,
+    key: LabelKey,
     attrs: Vec<KeyValue>,
     handle: Handle,
 }
@@ -58,7 +59,7 @@ pub(crate) struct Series {
 impl std::fmt::Debug for Series {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Series")
-            .field("values", &self.values)
+            .field("values", &self.key)
             .finish_non_exhaustive()
     }
 }
@@ -83,13 +84,7 @@ impl Series {
     }
 
     pub(crate) fn key_eq(&self, set: u32, values: &[&str]) -> bool {
-        self.set == set
-            && self.values.len() == values.len()
-            && self
-                .values
-                .iter()
-                .zip(values)
-                .all(|(a, b)| crate::labels::bytes_eq(a.as_bytes(), b.as_bytes()))
+        self.set == set && self.key.eq_values(values)
     }
 }
 
@@ -174,7 +169,7 @@ impl Metric {
                 })
                 .unwrap_or_default()
         };
-        let owned: Box<[Box<str>]> = values.iter().map(|v| Box::from(*v)).collect();
+        let owned = LabelKey::new(values);
         let series = Arc::new(self.make_series(set, owned, attrs));
         let mut map = self.table.map.write().recover();
         if let Some(s) = map.find(hash, |s| s.key_eq(set, values)) {
@@ -185,7 +180,7 @@ impl Metric {
         }
         let hasher = &self.table.hasher;
         map.insert_unique(hash, Arc::clone(&series), |s| {
-            hash_key(hasher, s.set, s.values.iter().map(|v| v.as_ref()))
+            hash_key(hasher, s.set, s.key.values())
         });
         series
     }
@@ -198,11 +193,11 @@ impl Metric {
         }
         Arc::clone(self.table.overflow.get_or_init(|| {
             let attrs = vec![KeyValue::new("otel.metric.overflow", true)];
-            Arc::new(self.make_series(OVERFLOW_SET, Box::new([]), attrs))
+            Arc::new(self.make_series(OVERFLOW_SET, LabelKey::new(&[]), attrs))
         }))
     }
 
-    fn make_series(&self, set: u32, values: Box<[Box<str>]>, attrs: Vec<KeyValue>) -> Series {
+    fn make_series(&self, set: u32, key: LabelKey, attrs: Vec<KeyValue>) -> Series {
         let handle = match &self.instrument {
             Instrument::CounterU64(i) => Handle::CounterU64(i.bind(&attrs)),
             Instrument::CounterF64(i) => Handle::CounterF64(i.bind(&attrs)),
@@ -215,7 +210,7 @@ impl Metric {
         };
         Series {
             set,
-            values,
+            key,
             attrs,
             handle,
         }

@@ -19,8 +19,8 @@ use crate::rules::{LabelSource, Measure, MetricDef, Rule, Rules};
 pub(crate) const NONE: u8 = u8::MAX;
 /// Fields captured per span or event; further fields are ignored.
 pub(crate) const MAX_CAPTURES: usize = 16;
-/// Labels per metric handled on the allocation-free path.
-pub(crate) const MAX_LABELS: usize = 8;
+/// Labels per metric handled on the allocation-free path (as many as a series key holds).
+pub(crate) const MAX_LABELS: usize = crate::label_key::MAX_KEY_VALUES;
 
 /// The default buckets tracing-opentelemetry's `histogram.` fields get (the SDK's defaults).
 const PREFIX_BUCKETS: &[f64] = &[
@@ -39,6 +39,15 @@ pub(crate) struct SlotUse {
     pub(crate) field_id: u8,
 }
 
+/// How one field of a callsite is used: its capture slot ([`NONE`] when not captured) and what
+/// the slot keeps.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct FieldUse {
+    pub(crate) slot: u8,
+    pub(crate) label: bool,
+    pub(crate) value: bool,
+}
+
 /// Where an action's value comes from.
 #[derive(Debug)]
 pub(crate) enum ValuePlan {
@@ -54,6 +63,8 @@ pub(crate) enum ValuePlan {
 /// Where one label's value comes from.
 #[derive(Debug)]
 pub(crate) struct LabelPlan {
+    /// The first of `own` ([`NONE`] when empty), kept inline: most labels have one source.
+    pub(crate) own_first: u8,
     /// Capture slots of the callsite's own fields, in order of preference.
     pub(crate) own: Box<[u8]>,
     /// Label-field ids to look for in enclosing spans, in order of preference.
@@ -81,8 +92,8 @@ pub(crate) type Inheriting = (Box<[u8]>, Box<[u8]>);
 /// Everything a callsite does.
 #[derive(Debug)]
 pub(crate) struct Plan {
-    /// Field index -> capture slot ([`NONE`] when not captured).
-    pub(crate) slot_of_field: Box<[u8]>,
+    /// Field index -> how the field is used: one load per field visited.
+    pub(crate) fields: Box<[FieldUse]>,
     pub(crate) slots: Box<[SlotUse]>,
     pub(crate) actions: Box<[Action]>,
     /// Spans: whether the span keeps fields for its own labels or its children's.
@@ -279,8 +290,20 @@ impl Compiled {
                     m | 1u16.checked_shl(u32::from(slot)).unwrap_or(0)
                 })
         });
+        let fields = b
+            .slot_of_field
+            .iter()
+            .map(|&slot| {
+                let usage = b.slots.get(slot as usize).copied().unwrap_or_default();
+                FieldUse {
+                    slot,
+                    label: usage.label,
+                    value: usage.value,
+                }
+            })
+            .collect();
         Plan {
-            slot_of_field: b.slot_of_field,
+            fields,
             slots: b.slots.into_boxed_slice(),
             inherits: !inheriting.is_empty(),
             own_mask,
@@ -317,6 +340,7 @@ impl Compiled {
             }
         }
         LabelPlan {
+            own_first: own.first().copied().unwrap_or(NONE),
             own: own.into_boxed_slice(),
             inherit: inherit.into_boxed_slice(),
             fallback: fallback.unwrap_or_else(|| "unknown".into()),
@@ -392,6 +416,7 @@ impl Compiled {
                         b.slots[slot as usize].label = true;
                     }
                     LabelPlan {
+                        own_first: slot,
                         own: if slot == NONE {
                             Box::new([])
                         } else {

@@ -129,10 +129,7 @@ where
             return;
         }
         with_scratch(|scratch| {
-            event.record(&mut Visitor {
-                plan: &plan,
-                scratch,
-            });
+            event.record(&mut Visitor::new(&plan, scratch));
             if plan.inherits && !plan.own_mask.is_some_and(|m| scratch.has_labels(m)) {
                 let needed = needed_ids(&plan, scratch, None);
                 // A contextual event's enclosing spans start at this thread's current span; an
@@ -190,10 +187,7 @@ where
                 })
         };
         with_scratch(|scratch| {
-            attrs.record(&mut Visitor {
-                plan: &plan,
-                scratch,
-            });
+            attrs.record(&mut Visitor::new(&plan, scratch));
             let mut active: [Option<Arc<crate::meters::Series>>; SPAN_ACTIVE] = Default::default();
             let mut own = InlineFields::default();
             if plan.stores_fields {
@@ -240,10 +234,7 @@ where
             return;
         }
         with_scratch(|scratch| {
-            values.record(&mut Visitor {
-                plan: &plan,
-                scratch,
-            });
+            values.record(&mut Visitor::new(&plan, scratch));
             store_fields(&plan, scratch, &mut cell.lock().fields);
         });
     }
@@ -411,8 +402,12 @@ fn store_fields(plan: &Plan, scratch: &Scratch, fields: &mut InlineFields) {
 /// Resolves one label: the callsite's own fields (in source order), then the fields kept by
 /// spans — the nearest span that has any of the label's sources, and within it the earliest
 /// source — then the fallback.
+#[inline]
 fn label<'s>(plan: &'s LabelPlan, scratch: &'s Scratch) -> &'s str {
-    for &slot in plan.own.iter() {
+    if let Some(r) = scratch.label(usize::from(plan.own_first)) {
+        return scratch.str(r);
+    }
+    for &slot in plan.own.iter().skip(1) {
         if let Some(r) = scratch.label(slot as usize) {
             return scratch.str(r);
         }

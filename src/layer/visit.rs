@@ -7,7 +7,7 @@ use std::panic::{catch_unwind, AssertUnwindSafe};
 
 use tracing_core::field::{Field, Visit};
 
-use super::callsite::{Plan, MAX_CAPTURES, NONE};
+use super::callsite::{FieldUse, Plan, MAX_CAPTURES, NONE};
 use crate::labels::{push_sanitized, CappedWriter, MAX_LABEL_VALUE_LEN};
 use crate::value::{DropReason, Num};
 
@@ -131,15 +131,23 @@ pub(crate) fn with_scratch<R>(mut f: impl FnMut(&mut Scratch) -> R) -> R {
 
 /// Copies the fields `plan` uses into `scratch`.
 pub(crate) struct Visitor<'a> {
-    pub(crate) plan: &'a Plan,
-    pub(crate) scratch: &'a mut Scratch,
+    fields: &'a [FieldUse],
+    scratch: &'a mut Scratch,
 }
 
-impl Visitor<'_> {
+impl<'a> Visitor<'a> {
+    pub(crate) fn new(plan: &'a Plan, scratch: &'a mut Scratch) -> Self {
+        Visitor {
+            fields: &plan.fields,
+            scratch,
+        }
+    }
+
+    /// The capture slot of `field` and what it keeps; `None` for fields the plan ignores.
     #[inline]
-    fn slot(&self, field: &Field) -> Option<usize> {
-        match self.plan.slot_of_field.get(field.index()) {
-            Some(&s) if s != NONE => Some(s as usize),
+    fn slot(&self, field: &Field) -> Option<(usize, FieldUse)> {
+        match self.fields.get(field.index()) {
+            Some(&u) if u.slot != NONE => Some((u.slot as usize, u)),
             _ => None,
         }
     }
@@ -162,8 +170,7 @@ impl Visitor<'_> {
     }
 
     fn number(&mut self, field: &Field, n: Num, display: &dyn fmt::Display) {
-        if let Some(slot) = self.slot(field) {
-            let usage = self.plan.slots[slot];
+        if let Some((slot, usage)) = self.slot(field) {
             if usage.label {
                 self.label_fmt(slot, format_args!("{display}"));
             }
@@ -196,8 +203,7 @@ impl Visit for Visitor<'_> {
     }
 
     fn record_bool(&mut self, field: &Field, value: bool) {
-        if let Some(slot) = self.slot(field) {
-            let usage = self.plan.slots[slot];
+        if let Some((slot, usage)) = self.slot(field) {
             if usage.label {
                 let r = self.scratch.push(if value { "true" } else { "false" });
                 self.scratch.set_label(slot, r);
@@ -209,8 +215,7 @@ impl Visit for Visitor<'_> {
     }
 
     fn record_str(&mut self, field: &Field, value: &str) {
-        if let Some(slot) = self.slot(field) {
-            let usage = self.plan.slots[slot];
+        if let Some((slot, usage)) = self.slot(field) {
             if usage.label {
                 let r = self.scratch.push(value);
                 self.scratch.set_label(slot, r);
@@ -226,8 +231,7 @@ impl Visit for Visitor<'_> {
     }
 
     fn record_debug(&mut self, field: &Field, value: &dyn fmt::Debug) {
-        if let Some(slot) = self.slot(field) {
-            let usage = self.plan.slots[slot];
+        if let Some((slot, usage)) = self.slot(field) {
             if usage.label {
                 self.label_fmt(slot, format_args!("{value:?}"));
             }

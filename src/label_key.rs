@@ -1,0 +1,95 @@
+//! A series' label values kept in one allocation — the values back to back and where each ends —
+//! so that comparing an event's values with a cached series follows one pointer instead of one
+//! per value.
+
+/// Values a key holds at most (the layer resolves at most this many labels per metric).
+pub(crate) const MAX_KEY_VALUES: usize = 8;
+
+/// The label values of one series, in label-name order.
+pub(crate) struct LabelKey {
+    joined: Box<str>,
+    ends: [u16; MAX_KEY_VALUES],
+    len: u8,
+}
+
+impl LabelKey {
+    /// The key of `values`; values past [`MAX_KEY_VALUES`] are not kept (callers pass at most
+    /// that many), nor bytes past 64 KiB in all (label values are capped far below that).
+    pub(crate) fn new(values: &[&str]) -> Self {
+        let mut joined = String::new();
+        let mut ends = [0u16; MAX_KEY_VALUES];
+        let mut len = 0u8;
+        for (end, v) in ends.iter_mut().zip(values) {
+            if joined.len() + v.len() > usize::from(u16::MAX) {
+                break;
+            }
+            joined.push_str(v);
+            // Within u16::MAX by the check above.
+            *end = joined.len() as u16;
+            len += 1;
+        }
+        LabelKey {
+            joined: joined.into_boxed_str(),
+            ends,
+            len,
+        }
+    }
+
+    /// The value at `i`.
+    fn get(&self, i: usize) -> &str {
+        let start = if i == 0 { 0 } else { self.ends[i - 1] };
+        let end = self.ends.get(i).copied().unwrap_or(start);
+        self.joined
+            .get(usize::from(start)..usize::from(end))
+            .unwrap_or("")
+    }
+
+    /// Whether this key holds exactly `values`.
+    #[inline]
+    pub(crate) fn eq_values(&self, values: &[&str]) -> bool {
+        if usize::from(self.len) != values.len() {
+            return false;
+        }
+        let bytes = self.joined.as_bytes();
+        let mut start = 0usize;
+        for (end, v) in self.ends.iter().zip(values) {
+            let end = usize::from(*end);
+            match bytes.get(start..end) {
+                Some(kept) if crate::labels::bytes_eq(kept, v.as_bytes()) => {}
+                _ => return false,
+            }
+            start = end;
+        }
+        true
+    }
+
+    /// The values, in order.
+    pub(crate) fn values(&self) -> impl Iterator<Item = &str> {
+        (0..usize::from(self.len)).map(|i| self.get(i))
+    }
+}
+
+impl std::fmt::Debug for LabelKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_list().entries(self.values()).finish()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        #[test]
+        fn holds_and_compares_its_values(values in proptest::collection::vec("[a-c]{0,3}", 0..=MAX_KEY_VALUES),
+                                         other in proptest::collection::vec("[a-c]{0,3}", 0..=MAX_KEY_VALUES)) {
+            let v: Vec<&str> = values.iter().map(String::as_str).collect();
+            let o: Vec<&str> = other.iter().map(String::as_str).collect();
+            let key = LabelKey::new(&v);
+            prop_assert_eq!(key.values().collect::<Vec<_>>(), v.clone());
+            prop_assert!(key.eq_values(&v));
+            prop_assert_eq!(key.eq_values(&o), v == o);
+        }
+    }
+}
