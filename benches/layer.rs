@@ -197,6 +197,27 @@ fn event_paths(c: &mut Criterion) {
             b.iter(|| drop(tracing::info_span!("db.query", db.operation = "insert").entered()))
         });
     });
+
+    // Floors: what a span costs with a layer that does nothing, plain (as the peer is) and behind
+    // a per-layer filter (as ours is, so that the callsites it ignores stay free for others).
+    for (name, d) in [
+        (
+            "floor_plain_noop_layer/db_query_span",
+            Dispatch::from(tracing_subscriber::registry().with(NoopLayer)),
+        ),
+        (
+            "floor_filtered_noop_layer/db_query_span",
+            Dispatch::from(tracing_subscriber::registry().with(NoopLayer.with_filter(
+                tracing_subscriber::filter::filter_fn(|m| m.name() == "db.query"),
+            ))),
+        ),
+    ] {
+        tracing::dispatcher::with_default(&d, || {
+            g.bench_function(name, |b| {
+                b.iter(|| drop(tracing::info_span!("db.query", db.operation = "insert").entered()))
+            });
+        });
+    }
     g.finish();
 }
 

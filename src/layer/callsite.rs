@@ -110,6 +110,8 @@ pub(crate) struct Plan {
     pub(crate) opens_gauges: bool,
     /// Spans: whether closing the span records anything besides taking its gauges back down.
     pub(crate) closes: bool,
+    /// Spans: whether some action records the span's duration (only then is the clock read).
+    pub(crate) timed: bool,
 }
 
 impl Plan {
@@ -310,6 +312,9 @@ impl Compiled {
             inheriting: inheriting.into_boxed_slice(),
             opens_gauges: actions.iter().any(is_gauge),
             closes: actions.iter().any(|a| !is_gauge(a)),
+            timed: actions
+                .iter()
+                .any(|a| matches!(a.value, ValuePlan::SpanDuration)),
             actions: actions.into_boxed_slice(),
             stores_fields,
         }

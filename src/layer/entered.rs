@@ -74,15 +74,16 @@ pub(crate) fn exit(layer: u64, id: u64) {
             return;
         };
         // Usually the top entry; spans may also be exited out of order.
-        match s
-            .entries
-            .iter()
-            .rposition(|e| e.layer == layer && e.id == id)
-        {
-            Some(i) => {
-                let _ = s.entries.remove(i);
+        let is = |e: &Entered| e.layer == layer && e.id == id;
+        if s.entries.last().is_some_and(is) {
+            s.entries.pop();
+        } else {
+            match s.entries.iter().rposition(is) {
+                Some(i) => {
+                    let _ = s.entries.remove(i);
+                }
+                None => s.lost = true,
             }
-            None => s.lost = true,
         }
         if s.entries.is_empty() {
             s.lost = false;

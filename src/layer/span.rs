@@ -7,7 +7,6 @@
 use crate::sync::Recover;
 use std::cell::RefCell;
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::Instant;
 
 use crate::labels::MAX_LABEL_VALUE_LEN;
 use crate::meters::Series;
@@ -109,7 +108,8 @@ pub(crate) struct SpanState {
     /// The span's callsite, so closing needs no registry lookup for its plan (`None` while the
     /// cell waits in a pool).
     pub(crate) meta: Option<&'static tracing_core::Metadata<'static>>,
-    pub(crate) start: Instant,
+    /// When the span opened, as a raw reading of the layer's clock.
+    pub(crate) start: u64,
     pub(crate) fields: InlineFields,
     /// Series the span added 1 to when it opened (per `SpanActive` action, in plan order).
     pub(crate) active: [Option<Arc<Series>>; SPAN_ACTIVE],
@@ -131,7 +131,7 @@ impl SpanCell {
         SpanCell {
             state: Mutex::new(SpanState {
                 meta: None,
-                start: Instant::now(),
+                start: 0,
                 fields: InlineFields::default(),
                 active: Default::default(),
                 parent: None,
@@ -168,19 +168,12 @@ fn take_cell() -> Arc<SpanCell> {
         .unwrap_or_else(|| Arc::new(SpanCell::new()))
 }
 
-/// Gives a closed span's cell back to this thread's pool (or, when that is full, the shared
-/// one), unless something — the entered-span stack entry of a guard that was forgotten — still
-/// holds it.
+/// Gives a closed (and reset) span's cell back to this thread's pool (or, when that is full,
+/// the shared one), unless something — the entered-span stack entry of a guard that was
+/// forgotten — still holds it.
 fn recycle(cell: Arc<SpanCell>) {
     if Arc::strong_count(&cell) != 1 {
         return;
-    }
-    {
-        let mut state = cell.lock();
-        state.meta = None;
-        state.fields.clear();
-        state.active = Default::default();
-        state.parent = None;
     }
     let cell = POOL
         .try_with(|p| match p.try_borrow_mut() {
@@ -230,8 +223,12 @@ impl SpanTable {
 
     /// Opens span `id`: a (pooled) cell is filled by `fill`, then registered under the id.
     pub(crate) fn open(&self, id: u64, fill: impl FnOnce(&mut SpanState)) {
-        let cell = take_cell();
-        fill(&mut cell.lock());
+        let mut cell = take_cell();
+        // A pooled or new cell is ours alone: filled without taking its lock.
+        match Arc::get_mut(&mut cell) {
+            Some(own) => fill(own.state.get_mut().recover()),
+            None => fill(&mut cell.lock()),
+        }
         if let Some(old) = self.shard(id).insert(id, cell) {
             // Ids are unique among open spans; a left-over cell (a close this layer never saw)
             // is simply dropped.
@@ -244,11 +241,24 @@ impl SpanTable {
         self.shard(id).get(&id).cloned()
     }
 
-    /// Closes span `id`: `f` gets its state (still in its cell, not moved), then the cell goes
-    /// back to the pool.
+    /// Closes span `id`: `f` gets its state (still in its cell, not moved), which is then reset
+    /// under the same lock, and the cell goes back to the pool.
     pub(crate) fn close<R>(&self, id: u64, f: impl FnOnce(&mut SpanState) -> R) -> Option<R> {
-        let cell = self.shard(id).remove(&id)?;
-        let r = f(&mut cell.lock());
+        let mut cell = self.shard(id).remove(&id)?;
+        let close = |state: &mut SpanState| {
+            let r = f(state);
+            state.meta = None;
+            state.fields.clear();
+            state.active = Default::default();
+            state.parent = None;
+            r
+        };
+        // Usually nothing else holds the cell any more (children and entered-span entries are
+        // gone): then its state is reached without its lock.
+        let r = match Arc::get_mut(&mut cell) {
+            Some(own) => close(own.state.get_mut().recover()),
+            None => close(&mut cell.lock()),
+        };
         recycle(cell);
         Some(r)
     }
