@@ -284,18 +284,20 @@ fn two_threads(c: &mut Criterion) {
     let mut g = c.benchmark_group("two_threads_one_series");
     g.measurement_time(Duration::from_secs(3))
         .warm_up_time(Duration::from_secs(1));
-    /// Runs `op` `iters` times on each of two threads; the time per op (per thread).
-    fn run(iters: u64, op: Arc<dyn Fn() + Send + Sync>) -> Duration {
+    /// Runs `ops(iters)` on each of two threads at once; the time per op (per thread). Each
+    /// `ops` sets up what its library needs per thread (the default dispatcher, the local
+    /// recorder) once, then loops: per-op set-up would measure contention on the shared
+    /// `Dispatch` handle rather than on the series.
+    type Ops = Arc<dyn Fn(u64) + Send + Sync>;
+    fn run(iters: u64, ops: Ops) -> Duration {
         let barrier = Arc::new(Barrier::new(2));
         let handles: Vec<_> = (0..2)
             .map(|_| {
-                let (op, barrier) = (Arc::clone(&op), Arc::clone(&barrier));
+                let (ops, barrier) = (Arc::clone(&ops), Arc::clone(&barrier));
                 std::thread::spawn(move || {
                     barrier.wait();
                     let start = Instant::now();
-                    for _ in 0..iters {
-                        op();
-                    }
+                    ops(iters);
                     start.elapsed()
                 })
             })
@@ -308,36 +310,47 @@ fn two_threads(c: &mut Criterion) {
     }
     let t = ours(2000);
     let d: Dispatch = tracing_subscriber::registry().with(t.layer()).into();
-    let op: Arc<dyn Fn() + Send + Sync> = Arc::new(move || {
-        tracing::dispatcher::with_default(
-            &d,
-            || tracing::info!(name: "message.sent", channel = "general", "x"),
-        )
+    let ops: Ops = Arc::new(move |iters| {
+        tracing::dispatcher::with_default(&d, || {
+            for _ in 0..iters {
+                tracing::info!(name: "message.sent", channel = "general", "x")
+            }
+        })
     });
-    g.bench_function("ours", |b| b.iter_custom(|n| run(n, Arc::clone(&op))));
+    g.bench_function("ours", |b| b.iter_custom(|n| run(n, Arc::clone(&ops))));
     let provider = otel_provider();
     let counter = provider.meter("bench").u64_counter("c").build();
     let attrs = [KeyValue::new("channel", "general")];
-    let op: Arc<dyn Fn() + Send + Sync> = Arc::new(move || counter.add(1, &attrs));
-    g.bench_function("otel_sdk", |b| b.iter_custom(|n| run(n, Arc::clone(&op))));
+    let ops: Ops = Arc::new(move |iters| {
+        for _ in 0..iters {
+            counter.add(1, &attrs)
+        }
+    });
+    g.bench_function("otel_sdk", |b| b.iter_custom(|n| run(n, Arc::clone(&ops))));
     let d: Dispatch = tracing_subscriber::registry()
         .with(tracing_opentelemetry::MetricsLayer::new(otel_provider()))
         .into();
-    let op: Arc<dyn Fn() + Send + Sync> = Arc::new(move || {
+    let ops: Ops = Arc::new(move |iters| {
         tracing::dispatcher::with_default(&d, || {
-            tracing::info!(monotonic_counter.c = 1u64, channel = "general")
+            for _ in 0..iters {
+                tracing::info!(monotonic_counter.c = 1u64, channel = "general")
+            }
         })
     });
     g.bench_function("tracing_otel", |b| {
-        b.iter_custom(|n| run(n, Arc::clone(&op)))
+        b.iter_custom(|n| run(n, Arc::clone(&ops)))
     });
     let recorder = Arc::new(metrics_exporter_prometheus::PrometheusBuilder::new().build_recorder());
-    let op: Arc<dyn Fn() + Send + Sync> = Arc::new(move || {
+    let ops: Ops = Arc::new(move |iters| {
         metrics::with_local_recorder(&*recorder, || {
-            metrics::counter!("c", "channel" => "general").increment(1)
+            for _ in 0..iters {
+                metrics::counter!("c", "channel" => "general").increment(1)
+            }
         })
     });
-    g.bench_function("metrics_rs", |b| b.iter_custom(|n| run(n, Arc::clone(&op))));
+    g.bench_function("metrics_rs", |b| {
+        b.iter_custom(|n| run(n, Arc::clone(&ops)))
+    });
     g.finish();
 }
 

@@ -82,6 +82,8 @@ pub(crate) struct Action {
     pub(crate) labels: Box<[LabelPlan]>,
     /// The field names an instrument that exists with another kind: count, do not record.
     pub(crate) conflict: bool,
+    /// The first value source of a `Fields` value (kept inline: most have one).
+    pub(crate) first_source: Option<(u8, f64)>,
     pub(crate) cache: SeriesCache,
 }
 
@@ -266,6 +268,7 @@ impl Compiled {
                 value,
                 labels,
                 conflict: false,
+                first_source: None,
                 cache: SeriesCache::default(),
             });
         }
@@ -273,6 +276,11 @@ impl Compiled {
             self.prefix_actions(&mut b, &mut actions);
         }
         let stores_fields = meta.is_span() && b.slots.iter().any(|s| s.field_id != NONE);
+        for a in actions.iter_mut() {
+            if let ValuePlan::Fields { sources, .. } = &a.value {
+                a.first_source = sources.first().copied();
+            }
+        }
         let is_gauge = |a: &Action| matches!(a.value, ValuePlan::SpanActive);
         let mut inheriting: Vec<Inheriting> = Vec::new();
         for l in actions.iter().flat_map(|a| a.labels.iter()) {
@@ -442,6 +450,7 @@ impl Compiled {
                 },
                 labels,
                 conflict,
+                first_source: None,
                 cache: SeriesCache::default(),
             });
         }

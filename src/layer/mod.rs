@@ -11,6 +11,8 @@ mod visit;
 
 use std::sync::Arc;
 
+use arrayvec::ArrayVec;
+
 use tracing_core::span::{Attributes, Id, Record};
 use tracing_core::subscriber::Interest;
 use tracing_core::{Event, Metadata, Subscriber};
@@ -125,16 +127,17 @@ where
     S: Subscriber + for<'a> LookupSpan<'a>,
 {
     fn on_event(&self, event: &Event<'_>, ctx: Context<'_, S>) {
-        let Some(plan) = self.shared.active_plan(event.metadata()) else {
+        let Some(plan_ref) = self.shared.active_plan(event.metadata()) else {
             return;
         };
+        let plan: &Plan = &plan_ref;
         if plan.actions.is_empty() {
             return;
         }
         with_scratch(|scratch| {
-            event.record(&mut Visitor::new(&plan, scratch));
+            event.record(&mut Visitor::new(plan, scratch));
             if plan.inherits && !plan.own_mask.is_some_and(|m| scratch.has_labels(m)) {
-                let needed = needed_ids(&plan, scratch, None);
+                let needed = needed_ids(plan, scratch, None);
                 // A contextual event's enclosing spans start at this thread's current span; an
                 // explicit parent (or an unusable stack) is asked of the registry.
                 if !needed.is_empty() {
@@ -455,10 +458,9 @@ fn apply(
         ValuePlan::SpanActive => Num::I64(1),
         ValuePlan::SpanDuration => Num::F64(span_seconds()),
         ValuePlan::Fields { sources, default } => {
-            match sources
-                .iter()
-                .find_map(|&(slot, scale)| Some((scratch.num(slot as usize)?, scale)))
-            {
+            let found = |&(slot, scale): &(u8, f64)| Some((scratch.num(slot as usize)?, scale));
+            let first = action.first_source.as_ref().and_then(found);
+            match first.or_else(|| sources.iter().skip(1).find_map(found)) {
                 Some((Ok(n), scale)) => n.scaled(scale),
                 Some((Err(reason), _)) => {
                     action.metric.dropped(reason);
@@ -472,12 +474,12 @@ fn apply(
             }
         }
     };
-    let mut values = [""; MAX_LABELS];
-    let n = action.labels.len().min(MAX_LABELS);
-    for (v, plan) in values.iter_mut().zip(action.labels.iter()) {
-        *v = label(plan, scratch);
+    let mut values: ArrayVec<&str, MAX_LABELS> = ArrayVec::new();
+    for plan in action.labels.iter().take(MAX_LABELS) {
+        // At most MAX_LABELS are taken, so every push fits.
+        let _ = values.try_push(label(plan, scratch));
     }
-    let values = &values[..n];
+    let values = values.as_slice();
     let metric = &action.metric;
     let fetched;
     let series = match action.cache.get(action.set, values) {
