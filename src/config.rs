@@ -274,7 +274,7 @@ impl TelemetryBuilder {
             if !self.usable_const_label_name(&name) {
                 return bad(
                     "const_labels",
-                    format!("{name:?} is not a valid label name, or is reserved, or is a label of a rule"),
+                    format!("{name:?} is not a valid label name, or is reserved, or is a label of a rule or of a built-in metric"),
                 );
             }
             if label_value(&value).is_none() {
@@ -309,10 +309,14 @@ impl TelemetryBuilder {
         Ok(())
     }
 
-    /// Whether `name` can be a constant label: valid, not reserved, not a rule's label.
+    /// Whether `name` can be a constant label: valid, not reserved, not a rule's label nor a
+    /// built-in metric's (`metric`, `reason`, `check`): a sample must not carry a name twice.
     fn usable_const_label_name(&self, name: &str) -> bool {
         is_valid_label_name(name)
             && name != "otel_metric_overflow"
+            && !crate::catalog::CATALOG
+                .iter()
+                .any(|m| m.labels.contains(&name))
             && !self
                 .rules
                 .rules

@@ -103,6 +103,7 @@ enum Sorted<'a> {
 
 impl<'a> Sorted<'a> {
     fn new(labels: &'a [LabelPair]) -> Self {
+        // Stable: of two labels with one name, the sample's own (listed first) stays first.
         let by_name = |a: &&LabelPair, b: &&LabelPair| a.name().cmp(b.name());
         if labels.len() <= INLINE_LABELS {
             // At most the capacity, so every label fits.
@@ -110,11 +111,11 @@ impl<'a> Sorted<'a> {
             for lp in labels {
                 let _ = v.try_push(lp);
             }
-            v.sort_unstable_by(by_name);
+            v.sort_by(by_name);
             Sorted::Inline(v)
         } else {
             let mut v: Vec<&LabelPair> = labels.iter().collect();
-            v.sort_unstable_by(by_name);
+            v.sort_by(by_name);
             Sorted::Heap(v)
         }
     }
@@ -140,7 +141,15 @@ impl<'a> Line<'a> {
         out.push_str(self.name);
         out.push_str(suffix);
         let mut sep = '{';
+        let mut last: Option<&str> = None;
         for lp in self.labels.as_slice() {
+            // A name given twice (a common label the sample already has) is written once, the
+            // sample's own value first after the stable sort: a repeated name would make
+            // Prometheus reject the whole scrape.
+            if last == Some(lp.name()) {
+                continue;
+            }
+            last = Some(lp.name());
             out.push(sep);
             out.push_str(lp.name());
             out.push_str("=\"");
@@ -314,6 +323,17 @@ mod tests {
             Just(1e300),
             Just(0.1),
         ]
+    }
+
+    #[test]
+    fn a_repeated_label_name_is_written_once_with_the_samples_own_value() {
+        let pairs: Vec<(String, String)> = [("check", "db"), ("check", "common"), ("a", "1")]
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect();
+        let mut out = String::new();
+        encode(&[family(0, "h", &[(pairs, 1.0, 0)], &[])], &mut out);
+        assert_eq!(out.lines().nth(2), Some(r#"x_metric{a="1",check="db"} 1"#));
     }
 
     #[test]

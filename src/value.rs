@@ -148,7 +148,9 @@ impl Num {
             Num::U64(v) => i64::try_from(v).map_err(|_| DropReason::OutOfRange),
             Num::I64(v) => Ok(v),
             Num::F64(v) if !v.is_finite() => Err(DropReason::NotFinite),
-            Num::F64(v) if v.fract() != 0.0 || v < i64::MIN as f64 || v >= i64::MAX as f64 => {
+            // `i64::MIN as f64` is exact (-2^63) but also where values just below it round to
+            // (a 128-bit integer under i64::MIN, say): both bounds are exclusive.
+            Num::F64(v) if v.fract() != 0.0 || v <= i64::MIN as f64 || v >= i64::MAX as f64 => {
                 Err(DropReason::OutOfRange)
             }
             Num::F64(v) => Ok(v as i64),
@@ -195,6 +197,11 @@ mod tests {
             Num::from_i128(i128::MIN).to_i64(),
             Err(DropReason::OutOfRange)
         );
+        assert_eq!(
+            Num::from_i128(i128::from(i64::MIN) - 1).to_i64(),
+            Err(DropReason::OutOfRange)
+        );
+        assert_eq!(Num::from_i128(i128::from(i64::MIN)).to_i64(), Ok(i64::MIN));
         assert_eq!(Num::from_u128(1 << 100).to_f64(), Ok(2f64.powi(100)));
         assert_eq!(Num::F64(-0.5).to_counter_f64(), Err(DropReason::Negative));
         assert_eq!(Num::F64(f64::INFINITY).to_f64(), Err(DropReason::NotFinite));

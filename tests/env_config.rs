@@ -95,6 +95,10 @@ fn invalid_code_config_is_rejected() {
         Telemetry::builder().with_drain_period(Duration::from_secs(3600)),
         Telemetry::builder().with_const_label("le", "x"),
         Telemetry::builder().with_const_label("channel", "x"),
+        // Labels of the built-in self-metrics: a sample would carry the name twice.
+        Telemetry::builder().with_const_label("check", "x"),
+        Telemetry::builder().with_const_label("reason", "x"),
+        Telemetry::builder().with_const_label("metric", "x"),
         Telemetry::builder().with_buckets("dchat_message_latency_seconds", [1.0, 1.0]),
         Telemetry::builder().with_buckets("dchat_errors_total", [1.0]),
     ];

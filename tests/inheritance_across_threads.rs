@@ -1,15 +1,16 @@
 //! Labels are inherited along the span tree, not along what happens to be entered: a span moved
 //! to another thread (as `Instrument` does with a spawned task) still gives its events its
-//! parent's labels, explicit parents are followed, and a `Span::record` from another thread is
-//! seen by events inside the span.
+//! parent's labels, explicit parents are followed — also past a span the layer ignores — and a
+//! `Span::record` from another thread is seen by events inside the span.
 //!
-//! Spans no rule uses and that carry no label field are invisible to the layer (its per-layer
-//! filter disables them), as for any filtered layer: an event sees the nearest *entered* span the
-//! layer keeps, and that span's ancestors.
+//! Which span an event starts from is the nearest *entered* span the layer keeps (spans no rule
+//! uses and with no label field are invisible to it, as to any per-layer-filtered layer); from
+//! there the walk follows parents.
 mod common;
 
 use common::{sample, telemetry, with_layer};
 use tracing::Instrument as _;
+use tracing_subscriber::prelude::*;
 
 #[test]
 fn a_span_entered_on_another_thread_inherits_from_its_parent() {
@@ -112,4 +113,54 @@ fn a_record_from_another_thread_is_seen_inside_the_entered_span() {
     let count = |channel| sample(&text, "dchat_messages_sent_total", &[("channel", channel)]);
     assert_eq!(count("unknown"), Some(1.0), "{text}");
     assert_eq!(count("from-elsewhere"), Some(1.0), "{text}");
+}
+
+#[test]
+fn a_span_inside_an_ignored_span_with_an_explicit_parent_inherits_along_the_tree() {
+    let t = telemetry();
+    // Another layer keeps every span alive (as dchat's fmt layer does); alone, the registry
+    // would not even create `work`, which no layer wants.
+    let d: tracing::Dispatch = tracing_subscriber::registry()
+        .with(tracing_subscriber::fmt::layer().with_writer(std::io::sink))
+        .with(t.layer())
+        .into();
+    tracing::dispatcher::with_default(&d, || {
+        let room = tracing::info_span!("room", channel = "general");
+        let _conn = tracing::info_span!("relay.connection", relay = "relay-1").entered();
+        // No rule and no label field: the layer ignores `work`; its parent is `room`.
+        let work = tracing::info_span!(parent: &room, "work");
+        let _w = work.enter();
+        let _inner = tracing::info_span!("inner", relay = "relay-2").entered();
+        tracing::info!(name: "message.sent", "sent");
+    });
+    let text = t.render().expect("render");
+    assert_eq!(
+        sample(
+            &text,
+            "dchat_messages_sent_total",
+            &[("channel", "general")]
+        ),
+        Some(1.0),
+        "inner -> work -> room, not the entered relay.connection: {text}"
+    );
+}
+
+#[test]
+fn deeper_nesting_than_the_entered_stack_holds_still_inherits() {
+    let t = telemetry();
+    with_layer(&t, || {
+        let _room = tracing::info_span!("room", channel = "deep").entered();
+        let spans: Vec<_> = (0..300)
+            .map(|i| tracing::info_span!("relay.connection", relay = i).entered())
+            .collect();
+        tracing::info!(name: "message.sent", "sent");
+        drop(spans);
+        tracing::info!(name: "message.sent", "sent");
+    });
+    let text = t.render().expect("render");
+    assert_eq!(
+        sample(&text, "dchat_messages_sent_total", &[("channel", "deep")]),
+        Some(2.0),
+        "{text}"
+    );
 }

@@ -30,13 +30,18 @@ pub(crate) struct Entered {
 #[derive(Debug, Default)]
 struct Stack {
     entries: Vec<Entered>,
-    /// Set when an enter could not be recorded; cleared when the stack empties.
+    /// Enters past [`MAX_ENTERED`], not recorded; the exits that follow (last in, first out)
+    /// use them up before they touch a recorded entry.
+    dropped: usize,
+    /// Set when an enter could not be recorded or an exit matched nothing; cleared when the
+    /// stack is empty with no dropped enters outstanding.
     lost: bool,
 }
 
 thread_local! {
     static STACK: RefCell<Stack> = RefCell::new(Stack {
         entries: Vec::with_capacity(16),
+        dropped: 0,
         lost: false,
     });
 }
@@ -56,6 +61,7 @@ pub(crate) fn enter(layer: u64, id: u64) {
         };
         if s.entries.len() >= MAX_ENTERED {
             s.lost = true;
+            s.dropped = s.dropped.saturating_add(1);
             return;
         }
         s.entries.push(Entered {
@@ -75,7 +81,9 @@ pub(crate) fn exit(layer: u64, id: u64) {
         };
         // Usually the top entry; spans may also be exited out of order.
         let is = |e: &Entered| e.layer == layer && e.id == id;
-        if s.entries.last().is_some_and(is) {
+        if s.dropped > 0 {
+            s.dropped -= 1;
+        } else if s.entries.last().is_some_and(is) {
             s.entries.pop();
         } else {
             match s.entries.iter().rposition(is) {
@@ -85,7 +93,7 @@ pub(crate) fn exit(layer: u64, id: u64) {
                 None => s.lost = true,
             }
         }
-        if s.entries.is_empty() {
+        if s.entries.is_empty() && s.dropped == 0 {
             s.lost = false;
         }
     });
@@ -132,6 +140,29 @@ mod tests {
         exit(l, 2);
         exit(l + 1_000_000, 3);
         assert_eq!(ids(l), Vec::<u64>::new());
+    }
+
+    #[test]
+    fn a_span_reentered_past_the_limit_stays_recorded_until_its_own_exit() {
+        let l = layer_id();
+        enter(l, 1);
+        for id in 2..MAX_ENTERED as u64 + 1 {
+            enter(l, id);
+        }
+        // The stack is full: the same span entered again twice is not recorded.
+        enter(l, 1);
+        enter(l, 1);
+        exit(l, 1);
+        exit(l, 1);
+        for id in (2..MAX_ENTERED as u64 + 1).rev() {
+            exit(l, id);
+        }
+        assert!(
+            with_entered(|_| ()).is_none(),
+            "span 1 is still entered: not yet trusted"
+        );
+        exit(l, 1);
+        assert!(with_entered(|_| ()).is_some());
     }
 
     #[test]

@@ -141,11 +141,12 @@ where
                 // A contextual event's enclosing spans start at this thread's current span; an
                 // explicit parent (or an unusable stack) is asked of the registry.
                 if !needed.is_empty() {
+                    let parent_of = |id: u64| self.parent_cell(&ctx, id);
                     let from_stack = event.is_contextual()
                         && self
                             .with_current(|cell| {
                                 if let Some(cell) = cell {
-                                    inherit(cell, needed, 0, scratch);
+                                    inherit(cell, needed, 0, scratch, &parent_of);
                                 }
                             })
                             .is_some();
@@ -153,7 +154,7 @@ where
                         let parent = ctx.event_span(event);
                         let cell = parent.and_then(|s| self.spans.get(s.id().into_u64()));
                         if let Some(cell) = cell {
-                            inherit(&cell, needed, 0, scratch);
+                            inherit(&cell, needed, 0, scratch, &parent_of);
                         }
                     }
                 }
@@ -176,21 +177,13 @@ where
         let Some(plan) = self.shared.active_plan(attrs.metadata()) else {
             return;
         };
-        // The nearest enclosing span this layer keeps: the thread's current one; else (an
-        // explicit parent, none of this layer's spans entered, an unusable stack) the registry's
-        // answer through this layer's filter, which follows parents past spans it ignores.
-        let mut parent = if attrs.is_root() {
-            None
+        // The span's parent in the span tree (as this layer's filter sees it) is looked up
+        // only when a label needs it: now for a span that opens gauges, else on first need.
+        let parent_of = |id: u64| self.parent_cell(&ctx, id);
+        let mut parent = if plan.opens_gauges && !attrs.is_root() {
+            parent_of(id.into_u64())
         } else {
-            attrs
-                .is_contextual()
-                .then(|| self.with_current(|cell| cell.cloned()))
-                .flatten()
-                .flatten()
-                .or_else(|| {
-                    let parent = ctx.span(id).and_then(|s| s.parent());
-                    parent.and_then(|p| self.spans.get(p.id().into_u64()))
-                })
+            None
         };
         with_scratch(|scratch| {
             attrs.record(&mut Visitor::new(&plan, scratch));
@@ -205,7 +198,7 @@ where
                 push_own(own, scratch);
                 let needed = needed_ids(&plan, scratch, Some(own));
                 if let Some(parent) = parent.as_ref().filter(|_| !needed.is_empty()) {
-                    inherit(parent, needed, 1, scratch);
+                    inherit(parent, needed, 1, scratch, &parent_of);
                 }
                 let gauges = plan
                     .actions
@@ -227,6 +220,8 @@ where
                     None => {}
                 }
                 state.active = std::mem::take(&mut active);
+                state.id = id.into_u64();
+                state.parent_known = plan.opens_gauges || attrs.is_root();
                 state.parent = parent.take();
             });
         });
@@ -249,17 +244,15 @@ where
         });
     }
 
-    fn on_close(&self, id: Id, _ctx: Context<'_, S>) {
+    fn on_close(&self, id: Id, ctx: Context<'_, S>) {
         with_scratch(|scratch| {
-            // What needs the span's state is read in its cell, under its lock (and its parents'
-            // locks, nested from child to parent); nothing there can log, which could come back
-            // into this layer. Recording happens after.
+            // What needs the span's state is read in its cell, under its lock (its parents' are
+            // taken one at a time); nothing there can log, which could come back into this
+            // layer. Recording happens after, outside every lock.
+            let parent_of = |id: u64| self.parent_cell(&ctx, id);
+            let mut gauges: [Option<Arc<crate::meters::Series>>; SPAN_ACTIVE] = Default::default();
             let closed = self.spans.close(id.into_u64(), |state| {
-                for series in state.active.iter_mut().filter_map(Option::take) {
-                    // The series took +1 when the span opened; -1 cannot fail for an
-                    // up-down counter.
-                    let _ = series.record(Num::I64(-1));
-                }
+                gauges = std::mem::take(&mut state.active);
                 let plan = state.meta.and_then(|m| self.shared.plans.get(m))?;
                 if !plan.closes {
                     return None;
@@ -273,11 +266,21 @@ where
                 scratch.clear();
                 push_own(&state.fields, scratch);
                 let needed = needed_ids(&plan, scratch, Some(&state.fields));
-                if let Some(parent) = state.parent.as_ref().filter(|_| !needed.is_empty()) {
-                    inherit(parent, needed, 1, scratch);
+                if !needed.is_empty() {
+                    if !state.parent_known {
+                        state.parent = parent_of(state.id);
+                        state.parent_known = true;
+                    }
+                    if let Some(parent) = &state.parent {
+                        inherit(parent, needed, 1, scratch, &parent_of);
+                    }
                 }
                 Some((plan, seconds))
             });
+            for series in gauges.iter().flatten() {
+                // The series took +1 when the span opened; -1 cannot fail for an up-down counter.
+                let _ = series.record(Num::I64(-1));
+            }
             let Some(Some((plan, seconds))) = closed else {
                 return;
             };
@@ -298,32 +301,72 @@ impl MetricsLayer {
     /// used and the registry must be asked.
     fn with_current<R>(&self, f: impl FnOnce(Option<&Arc<span::SpanCell>>) -> R) -> Option<R> {
         entered::with_entered(|entries| {
-            let Some(e) = entries.iter_mut().rev().find(|e| e.layer == self.id) else {
-                return f(None);
-            };
-            if !e.looked_up {
-                e.cell = self.spans.get(e.id);
-                e.looked_up = true;
+            // The innermost entry with a cell (one without is a span whose callsite was still
+            // being registered when it opened: skipped, as a scope walk would).
+            for e in entries.iter_mut().rev().filter(|e| e.layer == self.id) {
+                if !e.looked_up {
+                    e.cell = self.spans.get(e.id);
+                    e.looked_up = true;
+                }
+                if let Some(cell) = &e.cell {
+                    return f(Some(cell));
+                }
             }
-            f(e.cell.as_ref())
+            f(None)
         })
+    }
+
+    /// The cell of the parent, in the span tree as this layer's filter sees it (spans it
+    /// ignores are passed over), of open span `id`.
+    fn parent_cell<S>(&self, ctx: &Context<'_, S>, id: u64) -> Option<Arc<span::SpanCell>>
+    where
+        S: Subscriber + for<'a> LookupSpan<'a>,
+    {
+        let span = ctx.span(&Id::from_u64(id))?;
+        let parent = span.parent()?;
+        self.spans.get(parent.id().into_u64())
     }
 }
 
-/// Spans followed for label inheritance; deeper ancestors are not consulted.
-const MAX_INHERIT_DEPTH: u8 = 64;
-
 /// Copies the `needed` label fields from `cell`'s span (at `depth`) and then its enclosing
 /// spans into `scratch.inherited`; stops once each needed field has a value (nearer spans win).
-fn inherit(cell: &span::SpanCell, mut missing: IdSet, depth: u8, scratch: &mut Scratch) {
-    let state = cell.lock();
-    take_missing(&state.fields, &mut missing, depth, scratch);
-    if missing.is_empty() || depth >= MAX_INHERIT_DEPTH {
-        return;
+/// A span's parent link is looked up with `parent_of` the first time it is needed, then kept
+/// (a span's parent never changes). One cell is locked at a time, and the walk is a loop, so
+/// any nesting depth is fine.
+fn inherit(
+    cell: &span::SpanCell,
+    missing: IdSet,
+    depth: u8,
+    scratch: &mut Scratch,
+    parent_of: &dyn Fn(u64) -> Option<Arc<span::SpanCell>>,
+) {
+    let mut missing = missing;
+    let mut depth = depth;
+    let mut next = inherit_step(cell, &mut missing, depth, scratch, parent_of);
+    while let Some(parent) = next {
+        depth = depth.saturating_add(1);
+        next = inherit_step(&parent, &mut missing, depth, scratch, parent_of);
     }
-    if let Some(parent) = &state.parent {
-        inherit(parent, missing, depth + 1, scratch);
+}
+
+/// One span of [`inherit`]'s walk: its fields, then its parent if something is still missing.
+fn inherit_step(
+    cell: &span::SpanCell,
+    missing: &mut IdSet,
+    depth: u8,
+    scratch: &mut Scratch,
+    parent_of: &dyn Fn(u64) -> Option<Arc<span::SpanCell>>,
+) -> Option<Arc<span::SpanCell>> {
+    let mut state = cell.lock();
+    take_missing(&state.fields, missing, depth, scratch);
+    if missing.is_empty() {
+        return None;
     }
+    if !state.parent_known {
+        state.parent = parent_of(state.id);
+        state.parent_known = true;
+    }
+    state.parent.clone()
 }
 
 /// Copies every field a span keeps for itself into `scratch.inherited`, at depth 0.

@@ -113,9 +113,13 @@ pub(crate) struct SpanState {
     pub(crate) fields: InlineFields,
     /// Series the span added 1 to when it opened (per `SpanActive` action, in plan order).
     pub(crate) active: [Option<Arc<Series>>; SPAN_ACTIVE],
-    /// The nearest enclosing span this layer keeps state for (its parent as the registry
-    /// sees it through this layer's filter), for label inheritance without registry lookups.
+    /// The span's id (to look its parent up in the registry).
+    pub(crate) id: u64,
+    /// The nearest enclosing span this layer keeps state for (its parent in the span tree as
+    /// the registry sees it through this layer's filter), once `parent_known`: looked up on
+    /// first need, so spans whose labels never need a parent never pay for the lookup.
     pub(crate) parent: Option<Arc<SpanCell>>,
+    pub(crate) parent_known: bool,
 }
 
 /// One span's state behind its own lock: the span table, events inside the span (through the
@@ -134,7 +138,9 @@ impl SpanCell {
                 start: 0,
                 fields: InlineFields::default(),
                 active: Default::default(),
+                id: 0,
                 parent: None,
+                parent_known: false,
             }),
         }
     }
@@ -251,6 +257,7 @@ impl SpanTable {
             state.fields.clear();
             state.active = Default::default();
             state.parent = None;
+            state.parent_known = false;
             r
         };
         // Usually nothing else holds the cell any more (children and entered-span entries are

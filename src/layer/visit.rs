@@ -11,6 +11,9 @@ use super::callsite::{FieldUse, Plan, MAX_CAPTURES, NONE};
 use crate::labels::{push_sanitized, CappedWriter, MAX_LABEL_VALUE_LEN};
 use crate::value::{DropReason, Num};
 
+// The capture bit sets are `u16`s.
+const _: () = assert!(MAX_CAPTURES <= 16);
+
 /// What one span or event's fields gave, by capture slot. Label strings live in `buf`. Which
 /// slots hold a value is kept in two bit sets, so clearing is three stores.
 #[derive(Debug)]
