@@ -60,7 +60,7 @@ fn main() {
             match shape.as_str() {
                 "counter" => tracing::info!(name: "bench.event", channel = "general", "x"),
                 "histogram" => {
-                    tracing::info!(name: "bench.latency", channel = "general", latency_seconds = 0.012, "x")
+                    tracing::info!(name: "bench.latency", latency_seconds = 0.012, channel = "general")
                 }
                 "message_received" => {
                     tracing::info!(name: "message.received", channel = "general", latency_seconds = 0.012, "x")

@@ -178,13 +178,11 @@ where
             return;
         };
         // The span's parent in the span tree (as this layer's filter sees it) is looked up
-        // only when a label needs it: now for a span that opens gauges, else on first need.
+        // only when a label needs it: now for gauge labels missing from the span's own fields,
+        // else on first need.
         let parent_of = |id: u64| self.parent_cell(&ctx, id);
-        let mut parent = if plan.opens_gauges && !attrs.is_root() {
-            parent_of(id.into_u64())
-        } else {
-            None
-        };
+        let mut parent = None;
+        let mut parent_known = attrs.is_root();
         with_scratch(|scratch| {
             attrs.record(&mut Visitor::new(&plan, scratch));
             let mut active: [Option<Arc<crate::meters::Series>>; SPAN_ACTIVE] = Default::default();
@@ -197,6 +195,10 @@ where
                 scratch.clear();
                 push_own(own, scratch);
                 let needed = needed_ids(&plan, scratch, Some(own));
+                if !needed.is_empty() && !parent_known {
+                    parent = parent_of(id.into_u64());
+                    parent_known = true;
+                }
                 if let Some(parent) = parent.as_ref().filter(|_| !needed.is_empty()) {
                     inherit(parent, needed, 1, scratch, &parent_of);
                 }
@@ -221,7 +223,7 @@ where
                 }
                 state.active = std::mem::take(&mut active);
                 state.id = id.into_u64();
-                state.parent_known = plan.opens_gauges || attrs.is_root();
+                state.parent_known = parent_known;
                 state.parent = parent.take();
             });
         });
