@@ -4,8 +4,11 @@
 //! ```text
 //! cargo build --release --example hot_path_profile
 //! valgrind --tool=callgrind target/release/examples/hot_path_profile counter 200000
+//! valgrind --tool=callgrind target/release/examples/hot_path_profile counter 0
 //! callgrind_annotate callgrind.out.<pid> | head -40
 //! ```
+//! Instructions per operation: the first run's total minus the second's (set-up, including the
+//! clock's calibration), divided by 200,000.
 //! Shapes: `counter` (own + inherited label), `histogram` (a histogram alone), `message_received`
 //! (dchat's counter + histogram event), `db_span`, `relay_span`; `render` renders 10k counter
 //! series and 100 histograms N times.
