@@ -256,8 +256,11 @@ impl SpanTable {
             state.meta = None;
             state.fields.clear();
             state.active = Default::default();
+            // A cell something still holds (a forgotten guard's stack entry) must not look a
+            // parent up by this id again: the registry may have given the id to another span.
+            state.id = 0;
             state.parent = None;
-            state.parent_known = false;
+            state.parent_known = true;
             r
         };
         // Usually nothing else holds the cell any more (children and entered-span entries are
