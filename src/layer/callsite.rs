@@ -6,6 +6,7 @@ use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, OnceLock, RwLock};
 
+use arrayvec::ArrayVec;
 use tracing_core::Metadata;
 
 use crate::catalog::MetricKind;
@@ -48,12 +49,19 @@ pub(crate) struct FieldUse {
     pub(crate) value: bool,
 }
 
+/// Capture slots, inline (a callsite has at most [`MAX_CAPTURES`]): read on every event without
+/// following a pointer.
+pub(crate) type Slots = ArrayVec<u8, MAX_CAPTURES>;
+
 /// Where an action's value comes from.
 #[derive(Debug)]
 pub(crate) enum ValuePlan {
     One,
     Fields {
-        sources: Box<[(u8, f64)]>,
+        /// `(capture slot, scale)`, in order of preference: the first inline (most values have
+        /// one source), then the rest.
+        first: Option<(u8, f64)>,
+        rest: Box<[(u8, f64)]>,
         default: Option<f64>,
     },
     SpanDuration,
@@ -63,10 +71,8 @@ pub(crate) enum ValuePlan {
 /// Where one label's value comes from.
 #[derive(Debug)]
 pub(crate) struct LabelPlan {
-    /// The first of `own` ([`NONE`] when empty), kept inline: most labels have one source.
-    pub(crate) own_first: u8,
     /// Capture slots of the callsite's own fields, in order of preference.
-    pub(crate) own: Box<[u8]>,
+    pub(crate) own: Slots,
     /// Label-field ids to look for in enclosing spans, in order of preference.
     pub(crate) inherit: Box<[u8]>,
     /// Used when no field yields a value: the target, a fixed value or `unknown`.
@@ -82,14 +88,12 @@ pub(crate) struct Action {
     pub(crate) labels: Box<[LabelPlan]>,
     /// The field names an instrument that exists with another kind: count, do not record.
     pub(crate) conflict: bool,
-    /// The first value source of a `Fields` value (kept inline: most have one).
-    pub(crate) first_source: Option<(u8, f64)>,
     pub(crate) cache: SeriesCache,
 }
 
 /// A label that may come from an enclosing span: the capture slots that give it a value of the
 /// callsite's own (if any holds one, no span is consulted) and the label-field ids to look for.
-pub(crate) type Inheriting = (Box<[u8]>, Box<[u8]>);
+pub(crate) type Inheriting = (Slots, Box<[u8]>);
 
 /// Everything a callsite does.
 #[derive(Debug)]
@@ -100,8 +104,6 @@ pub(crate) struct Plan {
     pub(crate) actions: Box<[Action]>,
     /// Spans: whether the span keeps fields for its own labels or its children's.
     pub(crate) stores_fields: bool,
-    /// Whether some label may come from an enclosing span.
-    pub(crate) inherits: bool,
     /// The distinct `(own slots, inherited field ids)` of the labels that may come from an
     /// enclosing span, so an event works out what to look up without walking every label.
     pub(crate) inheriting: Box<[Inheriting]>,
@@ -240,7 +242,7 @@ impl Compiled {
                 Measure::SpanDuration => ValuePlan::SpanDuration,
                 Measure::SpanActive => ValuePlan::SpanActive,
                 Measure::Fields { sources, default } => {
-                    let sources: Box<[(u8, f64)]> = sources
+                    let mut sources: Vec<(u8, f64)> = sources
                         .iter()
                         .filter_map(|(name, scale)| {
                             let slot = b.slot(name)?;
@@ -251,8 +253,10 @@ impl Compiled {
                     if sources.is_empty() && default.is_none() {
                         continue; // this callsite never carries the value
                     }
+                    let first = (!sources.is_empty()).then(|| sources.remove(0));
                     ValuePlan::Fields {
-                        sources,
+                        first,
+                        rest: sources.into_boxed_slice(),
                         default: *default,
                     }
                 }
@@ -268,7 +272,6 @@ impl Compiled {
                 value,
                 labels,
                 conflict: false,
-                first_source: None,
                 cache: SeriesCache::default(),
             });
         }
@@ -276,11 +279,6 @@ impl Compiled {
             self.prefix_actions(&mut b, &mut actions);
         }
         let stores_fields = meta.is_span() && b.slots.iter().any(|s| s.field_id != NONE);
-        for a in actions.iter_mut() {
-            if let ValuePlan::Fields { sources, .. } = &a.value {
-                a.first_source = sources.first().copied();
-            }
-        }
         let is_gauge = |a: &Action| matches!(a.value, ValuePlan::SpanActive);
         let mut inheriting: Vec<Inheriting> = Vec::new();
         for l in actions.iter().flat_map(|a| a.labels.iter()) {
@@ -315,7 +313,6 @@ impl Compiled {
         Plan {
             fields,
             slots: b.slots.into_boxed_slice(),
-            inherits: !inheriting.is_empty(),
             own_mask,
             inheriting: inheriting.into_boxed_slice(),
             opens_gauges: actions.iter().any(is_gauge),
@@ -329,7 +326,7 @@ impl Compiled {
     }
 
     fn label_plan(&self, b: &mut PlanBuilder, sources: &[LabelSource]) -> LabelPlan {
-        let mut own = Vec::new();
+        let mut own = Slots::new();
         let mut inherit = Vec::new();
         let mut fallback = None;
         for source in sources {
@@ -337,7 +334,10 @@ impl Compiled {
                 LabelSource::Field(name) => {
                     if let Some(slot) = b.slot(name) {
                         b.slots[slot as usize].label = true;
-                        own.push(slot);
+                        // At most MAX_CAPTURES distinct slots exist; repeats are kept once.
+                        if !own.contains(&slot) {
+                            let _ = own.try_push(slot);
+                        }
                     }
                     let id = self.field_id(name);
                     if id != NONE {
@@ -353,8 +353,7 @@ impl Compiled {
             }
         }
         LabelPlan {
-            own_first: own.first().copied().unwrap_or(NONE),
-            own: own.into_boxed_slice(),
+            own,
             inherit: inherit.into_boxed_slice(),
             fallback: fallback.unwrap_or_else(|| "unknown".into()),
         }
@@ -429,12 +428,7 @@ impl Compiled {
                         b.slots[slot as usize].label = true;
                     }
                     LabelPlan {
-                        own_first: slot,
-                        own: if slot == NONE {
-                            Box::new([])
-                        } else {
-                            Box::new([slot])
-                        },
+                        own: (slot != NONE).then_some(slot).into_iter().collect(),
                         inherit: Box::new([]),
                         fallback: "unknown".into(),
                     }
@@ -445,12 +439,12 @@ impl Compiled {
                 metric,
                 set,
                 value: ValuePlan::Fields {
-                    sources: Box::new([(slot, 1.0)]),
+                    first: Some((slot, 1.0)),
+                    rest: Box::new([]),
                     default: None,
                 },
                 labels,
                 conflict,
-                first_source: None,
                 cache: SeriesCache::default(),
             });
         }

@@ -136,7 +136,8 @@ where
         }
         with_scratch(|scratch| {
             event.record(&mut Visitor::new(plan, scratch));
-            if plan.inherits && !plan.own_mask.is_some_and(|m| scratch.has_labels(m)) {
+            if !plan.inheriting.is_empty() && !plan.own_mask.is_some_and(|m| scratch.has_labels(m))
+            {
                 let needed = needed_ids(plan, scratch, None);
                 // A contextual event's enclosing spans start at this thread's current span; an
                 // explicit parent (or an unusable stack) is asked of the registry.
@@ -464,10 +465,7 @@ fn store_fields(plan: &Plan, scratch: &Scratch, fields: &mut InlineFields) {
 /// source — then the fallback.
 #[inline]
 fn label<'s>(plan: &'s LabelPlan, scratch: &'s Scratch) -> &'s str {
-    if let Some(r) = scratch.label(usize::from(plan.own_first)) {
-        return scratch.str(r);
-    }
-    for &slot in plan.own.iter().skip(1) {
+    for &slot in plan.own.iter() {
         if let Some(r) = scratch.label(slot as usize) {
             return scratch.str(r);
         }
@@ -502,10 +500,16 @@ fn apply(
         ValuePlan::One => Num::U64(1),
         ValuePlan::SpanActive => Num::I64(1),
         ValuePlan::SpanDuration => Num::F64(span_seconds()),
-        ValuePlan::Fields { sources, default } => {
-            let found = |&(slot, scale): &(u8, f64)| Some((scratch.num(slot as usize)?, scale));
-            let first = action.first_source.as_ref().and_then(found);
-            match first.or_else(|| sources.iter().skip(1).find_map(found)) {
+        ValuePlan::Fields {
+            first,
+            rest,
+            default,
+        } => {
+            match first
+                .iter()
+                .chain(rest.iter())
+                .find_map(|&(slot, scale)| Some((scratch.num(slot as usize)?, scale)))
+            {
                 Some((Ok(n), scale)) => n.scaled(scale),
                 Some((Err(reason), _)) => {
                     action.metric.dropped(reason);
