@@ -6,40 +6,16 @@ use std::sync::{Arc, Barrier};
 use std::time::{Duration, Instant};
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion};
-use dchat_telemetry::{catalog, LabelSource, MetricKind, Rule, Rules, Telemetry};
+use dchat_telemetry::catalog;
 use opentelemetry::metrics::MeterProvider as _;
 use opentelemetry::KeyValue;
 use opentelemetry_sdk::metrics::{ManualReader, SdkMeterProvider};
 use tracing::Dispatch;
 use tracing_subscriber::prelude::*;
 
-/// Our telemetry: the dchat defaults plus a counter with one own label (`channel`) and one
-/// inherited from the parent span (`node`), and a histogram alone (the shape of
-/// tracing-opentelemetry's `histogram.` event; dchat's `message.received` feeds a counter too).
-fn ours(limit: usize) -> Telemetry {
-    let rule = Rule::builder(MetricKind::Counter, "bench_events_total")
-        .with_event_name("bench.event")
-        .with_description("Bench events.")
-        .with_label("channel")
-        .with_label_from("node", [LabelSource::field("node")])
-        .build()
-        .expect("valid rule");
-    let histogram = Rule::builder(MetricKind::Histogram, "bench_latency_seconds")
-        .with_event_name("bench.latency")
-        .with_description("Bench latencies.")
-        .with_unit("seconds")
-        .with_buckets(catalog::LATENCY_BUCKETS.to_vec())
-        .with_value_field("latency_seconds")
-        .with_label("channel")
-        .build()
-        .expect("valid rule");
-    Telemetry::builder()
-        .with_rules(Rules::dchat_defaults().with_rule(rule).with_rule(histogram))
-        .with_cardinality_limit(limit)
-        .without_env()
-        .build()
-        .expect("valid config")
-}
+#[path = "shared/telemetry.rs"]
+mod shared;
+use shared::bench_telemetry as ours;
 
 fn otel_provider() -> SdkMeterProvider {
     SdkMeterProvider::builder()

@@ -13,35 +13,16 @@
 //! (dchat's counter + histogram event), `db_span`, `relay_span`; `render` renders 10k counter
 //! series and 100 histograms N times.
 
-use dchat_telemetry::{LabelSource, MetricKind, Rule, Rules, Telemetry};
+#[path = "../benches/shared/telemetry.rs"]
+mod shared;
+
 use tracing_subscriber::prelude::*;
 
 fn main() {
     let mut args = std::env::args().skip(1);
     let shape = args.next().unwrap_or_else(|| "counter".into());
     let n: u64 = args.next().and_then(|s| s.parse().ok()).unwrap_or(200_000);
-    let rule = Rule::builder(MetricKind::Counter, "bench_events_total")
-        .with_event_name("bench.event")
-        .with_description("Bench events.")
-        .with_label("channel")
-        .with_label_from("node", [LabelSource::field("node")])
-        .build()
-        .expect("valid rule");
-    let histogram = Rule::builder(MetricKind::Histogram, "bench_latency_seconds")
-        .with_event_name("bench.latency")
-        .with_description("Bench latencies.")
-        .with_unit("seconds")
-        .with_buckets(dchat_telemetry::catalog::LATENCY_BUCKETS.to_vec())
-        .with_value_field("latency_seconds")
-        .with_label("channel")
-        .build()
-        .expect("valid rule");
-    let t = Telemetry::builder()
-        .with_rules(Rules::dchat_defaults().with_rule(rule).with_rule(histogram))
-        .with_cardinality_limit(20_000)
-        .without_env()
-        .build()
-        .expect("valid config");
+    let t = shared::bench_telemetry(20_000);
     let d: tracing::Dispatch = tracing_subscriber::registry().with(t.layer()).into();
     if shape == "render" {
         tracing::dispatcher::with_default(&d, || {

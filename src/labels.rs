@@ -106,19 +106,11 @@ fn printable_ascii(b: &[u8]) -> bool {
         (w.wrapping_sub(0x2020_2020_2020_2020) | w.wrapping_add(0x0101_0101_0101_0101) | w) & HIGH
             != 0
     }
-    fn word(s: &[u8], at: usize) -> u64 {
-        s.get(at..at + 8)
-            .and_then(|w| <[u8; 8]>::try_from(w).ok())
-            .map_or(u64::MAX, u64::from_le_bytes)
-    }
-    fn half(s: &[u8], at: usize) -> u64 {
-        // Four bytes, padded with spaces (printable) to a word.
-        s.get(at..at + 4)
-            .and_then(|w| <[u8; 4]>::try_from(w).ok())
-            .map_or(u64::MAX, |w| {
-                u64::from(u32::from_le_bytes(w)) | 0x2020_2020_0000_0000
-            })
-    }
+    // Out of range cannot happen (callers stay within `b`); it would read as non-printable.
+    let word = |s: &[u8], at| load8(s, at).unwrap_or(u64::MAX);
+    // Four bytes, padded with spaces (printable) to a word.
+    let half =
+        |s: &[u8], at| load4(s, at).map_or(u64::MAX, |w| u64::from(w) | 0x2020_2020_0000_0000);
     let n = b.len();
     match n {
         0..=3 => b.iter().all(|&x| (0x20..0x7f).contains(&x)),
@@ -136,20 +128,27 @@ fn printable_ascii(b: &[u8]) -> bool {
     }
 }
 
+/// The eight bytes of `s` from `at`, little-endian.
+#[inline]
+fn load8(s: &[u8], at: usize) -> Option<u64> {
+    let w = s.get(at..at.checked_add(8)?)?;
+    <[u8; 8]>::try_from(w).ok().map(u64::from_le_bytes)
+}
+
+/// The four bytes of `s` from `at`, little-endian.
+#[inline]
+fn load4(s: &[u8], at: usize) -> Option<u32> {
+    let w = s.get(at..at.checked_add(4)?)?;
+    <[u8; 4]>::try_from(w).ok().map(u32::from_le_bytes)
+}
+
 /// Byte-string equality without a `memcmp` call for the short strings label values usually are
 /// (a library call costs more than the compare itself on the hot path).
 #[inline]
 pub(crate) fn bytes_eq(a: &[u8], b: &[u8]) -> bool {
-    fn word(s: &[u8], at: usize) -> u64 {
-        s.get(at..at + 8)
-            .and_then(|w| <[u8; 8]>::try_from(w).ok())
-            .map_or(0, u64::from_ne_bytes)
-    }
-    fn half(s: &[u8], at: usize) -> u32 {
-        s.get(at..at + 4)
-            .and_then(|w| <[u8; 4]>::try_from(w).ok())
-            .map_or(0, u32::from_ne_bytes)
-    }
+    // Callers stay within both slices, which have the same length.
+    let word = |s: &[u8], at| load8(s, at).unwrap_or(0);
+    let half = |s: &[u8], at| load4(s, at).unwrap_or(0);
     let n = a.len();
     if n != b.len() {
         return false;
