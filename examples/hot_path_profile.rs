@@ -11,10 +11,15 @@
 //! clock's calibration), divided by 200,000.
 //! Shapes: `counter` (own + inherited label), `histogram` (a histogram alone), `message_received`
 //! (dchat's counter + histogram event), `db_span`, `relay_span`; `render` renders 10k counter
-//! series and 100 histograms N times.
+//! series and 100 histograms N times. The `db.query` span's peer and floors, without this layer:
+//! `db_span_peer` (a hand-written span timer feeding a prometheus `HistogramVec`),
+//! `db_span_floor_plain` and `db_span_floor_filtered` (a do-nothing layer, plain and behind a
+//! per-layer filter).
 
 #[path = "../benches/shared/telemetry.rs"]
 mod shared;
+#[path = "../benches/shared/span_peers.rs"]
+mod span_peers;
 
 use tracing_subscriber::prelude::*;
 
@@ -23,7 +28,30 @@ fn main() {
     let shape = args.next().unwrap_or_else(|| "counter".into());
     let n: u64 = args.next().and_then(|s| s.parse().ok()).unwrap_or(200_000);
     let t = shared::bench_telemetry(20_000);
-    let d: tracing::Dispatch = tracing_subscriber::registry().with(t.layer()).into();
+    let d: tracing::Dispatch = match shape.as_str() {
+        "db_span_peer" => {
+            let hist = prometheus::HistogramVec::new(
+                prometheus::HistogramOpts::new("db_seconds", "h")
+                    .buckets(dchat_telemetry::catalog::DB_BUCKETS.to_vec()),
+                &["operation"],
+            )
+            .expect("valid histogram");
+            tracing_subscriber::registry()
+                .with(span_peers::SpanTimer { hist })
+                .into()
+        }
+        "db_span_floor_plain" => tracing_subscriber::registry()
+            .with(span_peers::NoopLayer)
+            .into(),
+        "db_span_floor_filtered" => tracing_subscriber::registry()
+            .with(
+                span_peers::NoopLayer.with_filter(tracing_subscriber::filter::filter_fn(|m| {
+                    m.name() == "db.query"
+                })),
+            )
+            .into(),
+        _ => tracing_subscriber::registry().with(t.layer()).into(),
+    };
     if shape == "render" {
         tracing::dispatcher::with_default(&d, || {
             for i in 0..10_000 {
@@ -49,7 +77,7 @@ fn main() {
                 "message_received" => {
                     tracing::info!(name: "message.received", channel = "general", latency_seconds = 0.012, "x")
                 }
-                "db_span" => {
+                "db_span" | "db_span_peer" | "db_span_floor_plain" | "db_span_floor_filtered" => {
                     drop(tracing::info_span!("db.query", db.operation = "insert").entered())
                 }
                 "relay_span" => drop(tracing::info_span!(

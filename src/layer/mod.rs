@@ -6,6 +6,7 @@
 
 mod callsite;
 mod entered;
+mod id_set;
 mod span;
 mod visit;
 
@@ -21,6 +22,7 @@ use tracing_subscriber::registry::LookupSpan;
 
 pub(crate) use callsite::Compiled;
 use callsite::{Action, LabelPlan, Plan, PlanTable, ValuePlan, MAX_LABELS};
+use id_set::IdSet;
 use span::{InlineFields, SpanTable, SPAN_ACTIVE};
 use visit::{with_scratch, Scratch, Visitor};
 
@@ -138,7 +140,8 @@ where
             event.record(&mut Visitor::new(plan, scratch));
             if !plan.inheriting.is_empty() && !plan.own_mask.is_some_and(|m| scratch.has_labels(m))
             {
-                let needed = needed_ids(plan, scratch, None);
+                let mut needed = IdSet::EMPTY;
+                needed_ids(plan, scratch, None, &mut needed);
                 // A contextual event's enclosing spans start at this thread's current span; an
                 // explicit parent (or an unusable stack) is asked of the registry.
                 if !needed.is_empty() {
@@ -147,7 +150,7 @@ where
                         && self
                             .with_current(|cell| {
                                 if let Some(cell) = cell {
-                                    inherit(cell, needed, 0, scratch, &parent_of);
+                                    inherit(cell, &mut needed, 0, scratch, &parent_of);
                                 }
                             })
                             .is_some();
@@ -155,7 +158,7 @@ where
                         let parent = ctx.event_span(event);
                         let cell = parent.and_then(|s| self.spans.get(s.id().into_u64()));
                         if let Some(cell) = cell {
-                            inherit(&cell, needed, 0, scratch, &parent_of);
+                            inherit(&cell, &mut needed, 0, scratch, &parent_of);
                         }
                     }
                 }
@@ -195,13 +198,14 @@ where
                 store_fields(&plan, scratch, own);
                 scratch.clear();
                 push_own(own, scratch);
-                let needed = needed_ids(&plan, scratch, Some(own));
+                let mut needed = IdSet::EMPTY;
+                needed_ids(&plan, scratch, Some(own), &mut needed);
                 if !needed.is_empty() && !parent_known {
                     parent = parent_of(id.into_u64());
                     parent_known = true;
                 }
                 if let Some(parent) = parent.as_ref().filter(|_| !needed.is_empty()) {
-                    inherit(parent, needed, 1, scratch, &parent_of);
+                    inherit(parent, &mut needed, 1, scratch, &parent_of);
                 }
                 let gauges = plan
                     .actions
@@ -268,14 +272,15 @@ where
                 };
                 scratch.clear();
                 push_own(&state.fields, scratch);
-                let needed = needed_ids(&plan, scratch, Some(&state.fields));
+                let mut needed = IdSet::EMPTY;
+                needed_ids(&plan, scratch, Some(&state.fields), &mut needed);
                 if !needed.is_empty() {
                     if !state.parent_known {
                         state.parent = parent_of(state.id);
                         state.parent_known = true;
                     }
                     if let Some(parent) = &state.parent {
-                        inherit(parent, needed, 1, scratch, &parent_of);
+                        inherit(parent, &mut needed, 1, scratch, &parent_of);
                     }
                 }
                 Some((plan, seconds))
@@ -338,17 +343,16 @@ impl MetricsLayer {
 /// any nesting depth is fine.
 fn inherit(
     cell: &span::SpanCell,
-    missing: IdSet,
+    missing: &mut IdSet,
     depth: u8,
     scratch: &mut Scratch,
     parent_of: &dyn Fn(u64) -> Option<Arc<span::SpanCell>>,
 ) {
-    let mut missing = missing;
     let mut depth = depth;
-    let mut next = inherit_step(cell, &mut missing, depth, scratch, parent_of);
+    let mut next = inherit_step(cell, missing, depth, scratch, parent_of);
     while let Some(parent) = next {
         depth = depth.saturating_add(1);
-        next = inherit_step(&parent, &mut missing, depth, scratch, parent_of);
+        next = inherit_step(&parent, missing, depth, scratch, parent_of);
     }
 }
 
@@ -385,7 +389,7 @@ fn push_own(own: &InlineFields, scratch: &mut Scratch) {
 fn take_missing(fields: &InlineFields, missing: &mut IdSet, depth: u8, scratch: &mut Scratch) {
     let mut i = 0;
     while i < missing.len() {
-        let fid = missing.ids[i];
+        let fid = missing.get(i);
         if let Some(v) = fields.get(fid) {
             let r = scratch.push_raw(v);
             scratch.inherited.push((fid, r.0, r.1, depth));
@@ -396,45 +400,13 @@ fn take_missing(fields: &InlineFields, missing: &mut IdSet, depth: u8, scratch: 
     }
 }
 
-/// A small set of label-field ids, on the stack.
-#[derive(Debug, Clone, Copy)]
-struct IdSet {
-    ids: [u8; 16],
-    len: usize,
-}
-
-impl IdSet {
-    const EMPTY: IdSet = IdSet {
-        ids: [0; 16],
-        len: 0,
-    };
-
-    fn is_empty(&self) -> bool {
-        self.len == 0
-    }
-
-    fn len(&self) -> usize {
-        self.len
-    }
-
-    fn insert(&mut self, id: u8) {
-        if self.len < self.ids.len() && !self.ids[..self.len].contains(&id) {
-            self.ids[self.len] = id;
-            self.len += 1;
-        }
-    }
-
-    fn remove(&mut self, i: usize) {
-        self.ids[i] = self.ids[self.len - 1];
-        self.len -= 1;
-    }
-}
-
 /// The label fields the plan's labels still need from enclosing spans: those of every label
 /// with no value among the callsite's own captures nor, for spans, among the fields the span
 /// itself keeps (`own`).
-fn needed_ids(plan: &Plan, scratch: &Scratch, own: Option<&InlineFields>) -> IdSet {
-    let mut set = IdSet::EMPTY;
+///
+/// The set is filled in place: built byte by byte and then returned (copied whole), it was read
+/// back with one wide load right after the byte stores, a store-forwarding stall on every event.
+fn needed_ids(plan: &Plan, scratch: &Scratch, own: Option<&InlineFields>, set: &mut IdSet) {
     for (own_slots, inherit) in plan.inheriting.iter() {
         let has_own = own_slots
             .iter()
@@ -446,7 +418,6 @@ fn needed_ids(plan: &Plan, scratch: &Scratch, own: Option<&InlineFields>) -> IdS
             }
         }
     }
-    set
 }
 
 /// Keeps the label fields a span's plan marks for storing.
