@@ -65,6 +65,24 @@ fn event_paths(c: &mut Criterion) {
         });
     }
 
+    // A span no rule matches, beside another layer that wants it (as dchat's fmt layer does):
+    // what our per-layer filter costs every other span in the process.
+    for (name, with_ours) in [
+        ("registry_plus_noop_layer/unmatched_span", false),
+        ("ours_beside_noop_layer/unmatched_span", true),
+    ] {
+        let t = ours(2000);
+        let d: Dispatch = tracing_subscriber::registry()
+            .with(NoopLayer)
+            .with(with_ours.then(|| t.layer()))
+            .into();
+        tracing::dispatcher::with_default(&d, || {
+            g.bench_function(name, |b| {
+                b.iter(|| drop(tracing::info_span!("app.work", item = "x").entered()))
+            });
+        });
+    }
+
     let t = ours(2000);
     {
         let d: Dispatch = tracing_subscriber::registry().with(t.layer()).into();
