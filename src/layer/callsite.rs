@@ -314,7 +314,6 @@ impl Compiled {
             fields,
             slots: b.slots.into_boxed_slice(),
             own_mask,
-
             inheriting: inheriting.into_boxed_slice(),
             opens_gauges: actions.iter().any(is_gauge),
             closes: actions.iter().any(|a| !is_gauge(a)),

@@ -24,7 +24,7 @@ pub fn telemetry_with(rules: Rules) -> Telemetry {
         .expect("valid config")
 }
 
-/// Runs `f` with a registry holding only the telemetry layer as the default subscriber.
+/// A dispatcher made of a registry holding only the telemetry layer.
 pub fn dispatch(t: &Telemetry) -> tracing::Dispatch {
     tracing_subscriber::registry().with(t.layer()).into()
 }
