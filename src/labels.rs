@@ -9,7 +9,8 @@ use std::fmt;
 /// Longest label value kept, in bytes; longer values are cut on a character boundary.
 pub const MAX_LABEL_VALUE_LEN: usize = 128;
 
-/// Whether `name` is a valid Prometheus metric name: `[a-zA-Z_:][a-zA-Z0-9_:]*`.
+/// Whether `name` is a valid Prometheus metric name (`[a-zA-Z_:][a-zA-Z0-9_:]*`) that is not
+/// reserved (names starting with `__` are for Prometheus' internal use).
 #[must_use]
 pub fn is_valid_metric_name(name: &str) -> bool {
     let mut chars = name.chars();
@@ -17,7 +18,7 @@ pub fn is_valid_metric_name(name: &str) -> bool {
         Some(c) if c.is_ascii_alphabetic() || c == '_' || c == ':' => {}
         _ => return false,
     }
-    chars.all(|c| c.is_ascii_alphanumeric() || c == '_' || c == ':')
+    chars.all(|c| c.is_ascii_alphanumeric() || c == '_' || c == ':') && !name.starts_with("__")
 }
 
 /// Whether `name` is a valid Prometheus label name (`[a-zA-Z_][a-zA-Z0-9_]*`) that is not
@@ -35,11 +36,21 @@ pub fn is_valid_label_name(name: &str) -> bool {
         && name != "quantile"
 }
 
-/// Turns any string into a valid Prometheus metric name: every character outside
-/// `[a-zA-Z0-9_:]` becomes `_`, a leading digit gets a `_` prefix, an empty name becomes `_`.
-/// Non-ASCII letters are replaced too (the exporter's own sanitiser would let them through).
+/// Turns any string into a valid, non-reserved Prometheus metric name: every character outside
+/// `[a-zA-Z0-9_:]` becomes `_`, a leading digit gets a `_` prefix, an empty name becomes `_`, a
+/// reserved `__` prefix gets an `x` in front. Non-ASCII letters are replaced too (the exporter's
+/// own sanitiser would let them through).
 #[must_use]
 pub fn sanitize_metric_name(name: &str) -> String {
+    let mut out = sanitize_name_chars(name);
+    if out.starts_with("__") {
+        out.insert(0, 'x');
+    }
+    out
+}
+
+/// [`sanitize_metric_name`]'s character mapping, before any reserved prefix is dealt with.
+fn sanitize_name_chars(name: &str) -> String {
     let mut out = String::with_capacity(name.len() + 1);
     for (i, c) in name.chars().enumerate() {
         if i == 0 && c.is_ascii_digit() {
@@ -61,7 +72,7 @@ pub fn sanitize_metric_name(name: &str) -> String {
 /// `:`; a reserved result gets a `label_` prefix).
 #[must_use]
 pub fn sanitize_label_name(name: &str) -> String {
-    let mut out = sanitize_metric_name(name).replace(':', "_");
+    let mut out = sanitize_name_chars(name).replace(':', "_");
     if !is_valid_label_name(&out) {
         out.insert_str(0, "label_");
     }
@@ -210,6 +221,8 @@ mod tests {
         assert!(is_valid_metric_name("dchat_errors_total"));
         assert!(!is_valid_metric_name("1abc"));
         assert!(!is_valid_metric_name("a.b"));
+        assert!(!is_valid_metric_name("__reserved"));
+        assert_eq!(sanitize_metric_name("__reserved"), "x__reserved");
         assert_eq!(sanitize_metric_name("a.b-c"), "a_b_c");
         assert_eq!(sanitize_metric_name("9lives"), "_9lives");
         assert_eq!(sanitize_metric_name("größe"), "gr__e");

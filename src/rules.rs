@@ -297,7 +297,7 @@ impl RuleBuilder {
             })
         };
         if !is_valid_metric_name(&m.name) {
-            return fail("not a valid Prometheus metric name ([a-zA-Z_:][a-zA-Z0-9_:]*)".into());
+            return fail("not a valid Prometheus metric name ([a-zA-Z_:][a-zA-Z0-9_:]*, not starting with the reserved __)".into());
         }
         if (m.kind == MetricKind::Counter) != m.name.ends_with("_total") {
             return fail("counter names, and only counter names, end in _total".into());

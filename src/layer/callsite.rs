@@ -386,14 +386,14 @@ impl Compiled {
             b.slots[slot as usize].value = true;
             let base = sanitize_metric_name(base);
             let base = base.strip_suffix("_total").unwrap_or(&base);
-            let mut metric_name = if kind == MetricKind::Counter {
+            let composed = if kind == MetricKind::Counter {
                 format!("{base}_total")
             } else {
                 base.to_owned()
             };
-            if metric_name.starts_with("__") {
-                metric_name.insert(0, 'x'); // names starting with `__` are reserved
-            }
+            // Composing can give a reserved `__` prefix (`_` + `_total`): the shared name rules
+            // deal with it.
+            let metric_name = sanitize_metric_name(&composed);
             let label_names: Vec<String> = label_fields
                 .iter()
                 .map(|f| sanitize_label_name(f))
