@@ -428,12 +428,12 @@ fn build_metric(
     limit: usize,
     self_metrics: Option<Arc<SelfMetrics>>,
 ) -> Metric {
-    // The exporter appends `_total` to counters; instruments are named without it.
-    let base = def
-        .name
-        .strip_suffix("_total")
-        .unwrap_or(&def.name)
-        .to_owned();
+    // The exporter appends `_total` to counters; counter instruments are named without it.
+    let base = match def.kind {
+        MetricKind::Counter => def.name.strip_suffix("_total").unwrap_or(&def.name),
+        _ => &def.name,
+    }
+    .to_owned();
     let help = def.help.clone();
     let unit = def.unit.clone();
     let instrument = match def.kind {

@@ -384,8 +384,13 @@ impl Compiled {
             };
             let Some(slot) = b.slot(name) else { continue };
             b.slots[slot as usize].value = true;
-            let base = sanitize_metric_name(base);
-            let base = base.strip_suffix("_total").unwrap_or(&base);
+            let sanitized = sanitize_metric_name(base);
+            // `_total` is added back to counters; a base that is nothing else keeps it (an
+            // empty name would break the whole exposition).
+            let base = match sanitized.strip_suffix("_total") {
+                Some(b) if !b.is_empty() => b,
+                _ => &sanitized,
+            };
             let composed = if kind == MetricKind::Counter {
                 format!("{base}_total")
             } else {
