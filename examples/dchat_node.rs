@@ -19,13 +19,13 @@ use tracing::Instrument as _;
 use tracing_subscriber::filter::LevelFilter;
 use tracing_subscriber::prelude::*;
 
-const USAGE: &str = "usage: dchat_node [--listen ADDR] [--node-id ID] [--rate EVENTS_PER_SEC] [--duration SECS] [--fault errors|slow-db|relay-loss|stall]
+const USAGE: &str = "usage: dchat_node [--listen ADDR] [--node-id ID] [--rate EVENTS_PER_SEC] [--duration SECS] [--fault errors|slow-db|relay-loss|stall|send-failures]
 
   --listen ADDR       where /metrics, /health and /ready are served (default: DCHAT_TELEMETRY_ADDR or 0.0.0.0:9090)
   --node-id ID        the node_id label on every series (default: DCHAT_TELEMETRY_NODE_ID or node-1)
   --rate N            messages sent per second, 1..=100000 (default: 50)
   --duration SECS     run this long, then shut down gracefully and exit 0 (default: until Ctrl-C)
-  --fault KIND        induce trouble: errors, slow-db, relay-loss or stall";
+  --fault KIND        induce trouble: errors, slow-db, relay-loss, stall or send-failures";
 
 #[derive(Debug, Clone, Copy, PartialEq)]
 enum Fault {
@@ -33,6 +33,7 @@ enum Fault {
     SlowDb,
     RelayLoss,
     Stall,
+    SendFailures,
 }
 
 #[derive(Debug)]
@@ -94,9 +95,10 @@ fn parse_args(mut it: impl Iterator<Item = String>) -> Result<Args, String> {
                     "slow-db" => Fault::SlowDb,
                     "relay-loss" => Fault::RelayLoss,
                     "stall" => Fault::Stall,
+                    "send-failures" => Fault::SendFailures,
                     _ => {
                         return Err(format!(
-                            "--fault: {v:?} is not one of errors, slow-db, relay-loss, stall"
+                            "--fault: {v:?} is not one of errors, slow-db, relay-loss, stall, send-failures"
                         ))
                     }
                 });
@@ -175,7 +177,7 @@ fn main() -> ExitCode {
     }
 }
 
-async fn run(mut args: Args) -> Result<(), dchat_telemetry::Error> {
+async fn run(mut args: Args) -> Result<(), Box<dyn std::error::Error>> {
     // Environment first (validated by the builder), then the flags on top.
     let mut builder = Telemetry::builder().apply_env(|k| std::env::var(k).ok())?;
     let node_id = args
@@ -188,7 +190,10 @@ async fn run(mut args: Args) -> Result<(), dchat_telemetry::Error> {
     if let Some(addr) = args.listen {
         builder = builder.with_addr(addr);
     }
-    let telemetry = builder.without_env().build()?;
+    let telemetry = builder
+        .with_tokio_runtime(tokio::runtime::Handle::current())
+        .without_env()
+        .build()?;
     tracing_subscriber::registry()
         .with(
             tracing_subscriber::fmt::layer()
@@ -204,9 +209,7 @@ async fn run(mut args: Args) -> Result<(), dchat_telemetry::Error> {
             addr: telemetry.addr(),
             source,
         })?;
-    let addr = listener
-        .local_addr()
-        .map_err(dchat_telemetry::Error::Serve)?;
+    let addr = listener.local_addr()?;
     let shown = if addr.ip().is_unspecified() {
         SocketAddr::from(([127, 0, 0, 1], addr.port()))
     } else {
@@ -245,10 +248,8 @@ async fn run(mut args: Args) -> Result<(), dchat_telemetry::Error> {
     let progress = Arc::new(Progress::default());
     tokio::spawn(report_progress(Arc::clone(&progress), stop_rx.clone()));
     simulate(&args, &db_ready, &progress, stop_rx).await;
-    match server.await {
-        Ok(r) => r,
-        Err(e) => Err(dchat_telemetry::Error::Serve(std::io::Error::other(e))),
-    }
+    server.await??;
+    Ok(())
 }
 
 /// The node's life: start-up (database not ready), then messages, relays, queries and errors
@@ -290,6 +291,7 @@ async fn simulate(
         1
     };
     let started = Instant::now();
+    let mut any_sent = false;
     loop {
         tokio::select! {
             _ = interval.tick() => {},
@@ -299,6 +301,19 @@ async fn simulate(
             let channel = rng.pick(CHANNELS);
             let room = tracing::info_span!("room", channel);
             let _room = room.enter();
+            // A message the relay mesh did not take (the very first one, sent before the mesh
+            // formed, then 1 in 200; 3 in 10 under --fault send-failures) is a delivery
+            // failure, logged at WARN as dchat does.
+            let fail_chance = if args.fault == Some(Fault::SendFailures) {
+                0.3
+            } else {
+                0.005
+            };
+            let first = !std::mem::replace(&mut any_sent, true);
+            if first || rng.unit() < fail_chance {
+                tracing::warn!(name: "message.send_failed", "no relay accepted the message");
+                continue;
+            }
             tracing::info!(name: "message.sent", count = 1u64, "message sent");
             progress.sent.fetch_add(1, Ordering::Relaxed);
             if args.fault != Some(Fault::Stall) {

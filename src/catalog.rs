@@ -110,6 +110,15 @@ pub const DB_QUERY_DURATION: MetricInfo = MetricInfo {
     help: "Duration of database queries.",
     buckets: DB_BUCKETS,
 };
+/// `dchat_messages_send_failed_total{channel}`.
+pub const MESSAGES_SEND_FAILED: MetricInfo = MetricInfo {
+    name: "dchat_messages_send_failed_total",
+    kind: MetricKind::Counter,
+    labels: &["channel"],
+    unit: "messages",
+    help: "Chat messages this node failed to hand to the relay mesh.",
+    buckets: &[],
+};
 /// `dchat_errors_total{type}`.
 pub const ERRORS: MetricInfo = MetricInfo {
     name: "dchat_errors_total",
@@ -165,13 +174,41 @@ pub const VALUES_DROPPED: MetricInfo = MetricInfo {
         "Values the layer could not record (NaN, negative for a counter, wrong type, out of range).",
     buckets: &[],
 };
-/// `dchat_telemetry_scrapes_total`.
+/// `dchat_telemetry_series{metric}`.
+pub const SERIES: MetricInfo = MetricInfo {
+    name: "dchat_telemetry_series",
+    kind: MetricKind::Gauge,
+    labels: &["metric"],
+    unit: "series",
+    help:
+        "Live series per metric (the overflow series not counted), against the cardinality limit.",
+    buckets: &[],
+};
+/// `dchat_telemetry_series_expired_total{metric}`.
+pub const SERIES_EXPIRED: MetricInfo = MetricInfo {
+    name: "dchat_telemetry_series_expired_total",
+    kind: MetricKind::Counter,
+    labels: &["metric"],
+    unit: "series",
+    help: "Series removed from the exposition after going without an update for the series TTL.",
+    buckets: &[],
+};
+/// `dchat_telemetry_filter_blocked{reason}`.
+pub const FILTER_BLOCKED: MetricInfo = MetricInfo {
+    name: "dchat_telemetry_filter_blocked",
+    kind: MetricKind::Gauge,
+    labels: &["reason"],
+    unit: "callsites",
+    help: "Above 0 when a tracing filter outside the metrics layer keeps events from it: reason=\"max_level\" is 1 when the process-wide maximum level is below the conventions' level, reason=\"callsites\" counts matched callsites another filter disables, reason=\"not_installed\" is 1 when the layer is in no dispatcher.",
+    buckets: &[],
+};
+/// `dchat_telemetry_scrapes_total{format}`.
 pub const SCRAPES: MetricInfo = MetricInfo {
     name: "dchat_telemetry_scrapes_total",
     kind: MetricKind::Counter,
-    labels: &[],
+    labels: &["format"],
     unit: "scrapes",
-    help: "Scrapes of /metrics served.",
+    help: "Scrapes of /metrics served, by format (text or openmetrics).",
     buckets: &[],
 };
 /// `dchat_telemetry_scrape_duration_seconds`.
@@ -184,10 +221,111 @@ pub const SCRAPE_DURATION: MetricInfo = MetricInfo {
     buckets: SCRAPE_BUCKETS,
 };
 
+/// `process_cpu_seconds_total`.
+pub const PROCESS_CPU_SECONDS: MetricInfo = MetricInfo {
+    name: "process_cpu_seconds_total",
+    kind: MetricKind::Counter,
+    labels: &[],
+    unit: "seconds",
+    help: "Total user and system CPU time spent in seconds.",
+    buckets: &[],
+};
+/// `process_resident_memory_bytes`.
+pub const PROCESS_RESIDENT_MEMORY: MetricInfo = MetricInfo {
+    name: "process_resident_memory_bytes",
+    kind: MetricKind::Gauge,
+    labels: &[],
+    unit: "bytes",
+    help: "Resident memory size in bytes.",
+    buckets: &[],
+};
+/// `process_virtual_memory_bytes`.
+pub const PROCESS_VIRTUAL_MEMORY: MetricInfo = MetricInfo {
+    name: "process_virtual_memory_bytes",
+    kind: MetricKind::Gauge,
+    labels: &[],
+    unit: "bytes",
+    help: "Virtual memory size in bytes.",
+    buckets: &[],
+};
+/// `process_open_fds`.
+pub const PROCESS_OPEN_FDS: MetricInfo = MetricInfo {
+    name: "process_open_fds",
+    kind: MetricKind::Gauge,
+    labels: &[],
+    unit: "file descriptors",
+    help: "Number of open file descriptors.",
+    buckets: &[],
+};
+/// `process_max_fds`.
+pub const PROCESS_MAX_FDS: MetricInfo = MetricInfo {
+    name: "process_max_fds",
+    kind: MetricKind::Gauge,
+    labels: &[],
+    unit: "file descriptors",
+    help: "Maximum number of open file descriptors.",
+    buckets: &[],
+};
+/// `process_start_time_seconds`.
+pub const PROCESS_START_TIME: MetricInfo = MetricInfo {
+    name: "process_start_time_seconds",
+    kind: MetricKind::Gauge,
+    labels: &[],
+    unit: "seconds",
+    help: "Start time of the process since unix epoch in seconds.",
+    buckets: &[],
+};
+/// `process_threads`.
+pub const PROCESS_THREADS: MetricInfo = MetricInfo {
+    name: "process_threads",
+    kind: MetricKind::Gauge,
+    labels: &[],
+    unit: "threads",
+    help: "Number of OS threads in the process.",
+    buckets: &[],
+};
+/// `tokio_runtime_workers`.
+pub const TOKIO_WORKERS: MetricInfo = MetricInfo {
+    name: "tokio_runtime_workers",
+    kind: MetricKind::Gauge,
+    labels: &[],
+    unit: "threads",
+    help: "Worker threads of the tokio runtime.",
+    buckets: &[],
+};
+/// `tokio_runtime_alive_tasks`.
+pub const TOKIO_ALIVE_TASKS: MetricInfo = MetricInfo {
+    name: "tokio_runtime_alive_tasks",
+    kind: MetricKind::Gauge,
+    labels: &[],
+    unit: "tasks",
+    help: "Tasks alive in the tokio runtime (spawned and not yet finished).",
+    buckets: &[],
+};
+/// `tokio_runtime_global_queue_depth`.
+pub const TOKIO_GLOBAL_QUEUE_DEPTH: MetricInfo = MetricInfo {
+    name: "tokio_runtime_global_queue_depth",
+    kind: MetricKind::Gauge,
+    labels: &[],
+    unit: "tasks",
+    help: "Tasks waiting in the tokio runtime's global (injection) queue.",
+    buckets: &[],
+};
+/// `tokio_runtime_busy_seconds_total{worker}`.
+pub const TOKIO_BUSY_SECONDS: MetricInfo = MetricInfo {
+    name: "tokio_runtime_busy_seconds_total",
+    kind: MetricKind::Counter,
+    labels: &["worker"],
+    unit: "seconds",
+    help: "Time each tokio worker thread has spent busy (not parked), in seconds.",
+    buckets: &[],
+};
+
 /// The whole catalogue, in the order of `tests/data/catalog.tsv`.
 pub const CATALOG: &[MetricInfo] = &[
     MESSAGES_SENT,
     MESSAGES_RECEIVED,
+    MESSAGES_SEND_FAILED,
     MESSAGE_LATENCY,
     RELAY_CONNECTIONS,
     DB_QUERY_DURATION,
@@ -197,8 +335,22 @@ pub const CATALOG: &[MetricInfo] = &[
     HEALTH_CHECK_FAILURES,
     LABEL_SETS_DROPPED,
     VALUES_DROPPED,
+    SERIES,
+    SERIES_EXPIRED,
+    FILTER_BLOCKED,
     SCRAPES,
     SCRAPE_DURATION,
+    PROCESS_CPU_SECONDS,
+    PROCESS_RESIDENT_MEMORY,
+    PROCESS_VIRTUAL_MEMORY,
+    PROCESS_OPEN_FDS,
+    PROCESS_MAX_FDS,
+    PROCESS_START_TIME,
+    PROCESS_THREADS,
+    TOKIO_WORKERS,
+    TOKIO_ALIVE_TASKS,
+    TOKIO_GLOBAL_QUEUE_DEPTH,
+    TOKIO_BUSY_SECONDS,
 ];
 
 /// The catalogue as the tab-separated table kept in `tests/data/catalog.tsv` (header included),
@@ -233,9 +385,10 @@ mod tests {
                 "{}",
                 m.name
             );
+            let base = m.name.strip_suffix("_total").unwrap_or(m.name);
             assert_eq!(
                 m.unit == "seconds",
-                m.name.ends_with("_seconds"),
+                base.ends_with("_seconds"),
                 "{}",
                 m.name
             );

@@ -18,7 +18,7 @@ pub enum Error {
         /// The value found.
         value: String,
         /// The accepted form, e.g. `host:port, such as 0.0.0.0:9090`.
-        expected: &'static str,
+        expected: String,
     },
     /// A configuration value set in code cannot be used.
     #[error("invalid configuration for {option}: {reason}")]
@@ -36,9 +36,16 @@ pub enum Error {
         /// Why it was rejected.
         reason: String,
     },
-    /// The OpenTelemetry SDK or the Prometheus exporter refused an operation.
-    #[error("metrics exporter failed: {0}")]
-    Exporter(String),
+    /// The exposition or the OpenTelemetry side cannot serve: the telemetry was shut down, or
+    /// the OpenTelemetry SDK refused an operation.
+    #[error("metrics exporter failed: {reason}")]
+    Exporter {
+        /// What failed.
+        reason: String,
+        /// The underlying error, when there is one.
+        #[source]
+        source: Option<Box<dyn std::error::Error + Send + Sync>>,
+    },
     /// The HTTP listener could not be bound.
     #[error("cannot listen on {addr}: {source}")]
     Bind {
@@ -47,7 +54,4 @@ pub enum Error {
         /// The operating system's error.
         source: std::io::Error,
     },
-    /// The HTTP server failed while serving.
-    #[error("telemetry server failed: {0}")]
-    Serve(#[source] std::io::Error),
 }

@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use serde::Serialize;
 
-use crate::meters::Metric;
+use crate::series::Metric;
 use crate::value::Num;
 
 /// The `Content-Type` of health reports.
@@ -23,6 +23,9 @@ struct Check {
     run: Arc<CheckFn>,
     /// Set while a run is under way: a hung check is not started again.
     running: Arc<AtomicBool>,
+    /// A warning only: an `Err` makes the report `warn`, not `fail` (and is not counted as a
+    /// failure).
+    warn_only: bool,
 }
 
 struct Inner {
@@ -184,7 +187,7 @@ impl Health {
     fn count_failures(&self, check: &str, n: u64) {
         let metric = self.inner.failures.lock().recover().clone();
         if let Some(m) = metric {
-            m.record(&[check], Num::U64(n));
+            m.record(0, &[check], Num::U64(n));
         }
     }
 
@@ -211,12 +214,26 @@ impl Health {
         F: Fn() -> Result<(), String> + Send + Sync + 'static,
     {
         self.count_failures(name, 0); // the series exists from the start
+        self.push_check(name, Arc::new(check), false);
+    }
+
+    /// Registers a condition that makes `/health` answer `warn` (still 200) with its text while
+    /// `check` returns one; run like a liveness check.
+    pub(crate) fn add_warning<F>(&self, name: &str, check: F)
+    where
+        F: Fn() -> Option<String> + Send + Sync + 'static,
+    {
+        self.push_check(name, Arc::new(move || check().map_or(Ok(()), Err)), true);
+    }
+
+    fn push_check(&self, name: &str, run: Arc<CheckFn>, warn_only: bool) {
         let mut checks = self.inner.checks.lock().recover();
         checks.retain(|c| c.name != name);
         checks.push(Check {
             name: name.to_owned(),
-            run: Arc::new(check),
+            run,
             running: Arc::new(AtomicBool::new(false)),
+            warn_only,
         });
     }
 
@@ -273,18 +290,21 @@ impl Health {
 
     /// The liveness report: runs every check (each bounded by the timeout).
     pub async fn liveness(&self) -> Report {
-        let to_run: Vec<(String, Arc<CheckFn>, Arc<AtomicBool>)> = self
+        let to_run: Vec<(String, Arc<CheckFn>, Arc<AtomicBool>, bool)> = self
             .inner
             .checks
             .lock()
             .recover()
             .iter()
-            .map(|c| (c.name.clone(), Arc::clone(&c.run), Arc::clone(&c.running)))
+            .map(|c| {
+                let run = Arc::clone(&c.run);
+                (c.name.clone(), run, Arc::clone(&c.running), c.warn_only)
+            })
             .collect();
         let mut handles = Vec::with_capacity(to_run.len());
-        for (name, run, running) in to_run {
+        for (name, run, running, warn_only) in to_run {
             if running.swap(true, Ordering::SeqCst) {
-                handles.push((name, None));
+                handles.push((name, None, warn_only));
                 continue;
             }
             let task = tokio::task::spawn_blocking(move || {
@@ -292,13 +312,13 @@ impl Health {
                 running.store(false, Ordering::SeqCst);
                 r
             });
-            handles.push((name, Some(task)));
+            handles.push((name, Some(task), warn_only));
         }
         let timeout = self.inner.timeout;
         // One deadline for all checks: they run in parallel, so k hung checks cost one timeout.
         let deadline = tokio::time::Instant::now() + timeout;
         let mut checks = BTreeMap::new();
-        for (name, task) in handles {
+        for (name, task, warn_only) in handles {
             let outcome = match task {
                 None => Err("previous run has not finished (hung)".to_owned()),
                 Some(task) => match tokio::time::timeout_at(deadline, task).await {
@@ -308,16 +328,16 @@ impl Health {
                     Ok(Ok(Ok(r))) => r,
                 },
             };
-            if outcome.is_err() {
+            if outcome.is_err() && !warn_only {
                 self.count_failures(&name, 1);
             }
             checks.insert(
                 format!("{name}:liveness"),
                 vec![CheckResult {
-                    status: if outcome.is_ok() {
-                        Status::Pass
-                    } else {
-                        Status::Fail
+                    status: match (outcome.is_ok(), warn_only) {
+                        (true, _) => Status::Pass,
+                        (false, true) => Status::Warn,
+                        (false, false) => Status::Fail,
                     },
                     component_type: "system",
                     output: outcome.err(),

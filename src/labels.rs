@@ -2,17 +2,16 @@
 //!
 //! Label values come from whatever dchat logs, so they are user-controlled strings. They are cut
 //! to [`MAX_LABEL_VALUE_LEN`] bytes (on a character boundary) and control characters other than
-//! `\n` and `\t` become U+FFFD. Quoting and escaping are the Prometheus encoder's job.
+//! `\n` and `\t` become U+FFFD. Quoting and escaping are the exposition writer's job.
+//!
+//! [`MAX_LABEL_VALUE_LEN`]: crate::limits::MAX_LABEL_VALUE_LEN
 
 use std::fmt;
-
-/// Longest label value kept, in bytes; longer values are cut on a character boundary.
-pub const MAX_LABEL_VALUE_LEN: usize = 128;
 
 /// Whether `name` is a valid Prometheus metric name (`[a-zA-Z_:][a-zA-Z0-9_:]*`) that is not
 /// reserved (names starting with `__` are for Prometheus' internal use).
 #[must_use]
-pub fn is_valid_metric_name(name: &str) -> bool {
+pub(crate) fn is_valid_metric_name(name: &str) -> bool {
     let mut chars = name.chars();
     match chars.next() {
         Some(c) if c.is_ascii_alphabetic() || c == '_' || c == ':' => {}
@@ -24,7 +23,7 @@ pub fn is_valid_metric_name(name: &str) -> bool {
 /// Whether `name` is a valid Prometheus label name (`[a-zA-Z_][a-zA-Z0-9_]*`) that is not
 /// reserved (`__` prefix, `le`, `quantile`).
 #[must_use]
-pub fn is_valid_label_name(name: &str) -> bool {
+pub(crate) fn is_valid_label_name(name: &str) -> bool {
     let mut chars = name.chars();
     match chars.next() {
         Some(c) if c.is_ascii_alphabetic() || c == '_' => {}
@@ -41,7 +40,7 @@ pub fn is_valid_label_name(name: &str) -> bool {
 /// reserved `__` prefix gets an `x` in front. Non-ASCII letters are replaced too (the exporter's
 /// own sanitiser would let them through).
 #[must_use]
-pub fn sanitize_metric_name(name: &str) -> String {
+pub(crate) fn sanitize_metric_name(name: &str) -> String {
     let mut out = sanitize_name_chars(name);
     if out.starts_with("__") {
         out.insert(0, 'x');
@@ -71,7 +70,7 @@ fn sanitize_name_chars(name: &str) -> String {
 /// Turns any string into a valid, non-reserved label name (like [`sanitize_metric_name`], without
 /// `:`; a reserved result gets a `label_` prefix).
 #[must_use]
-pub fn sanitize_label_name(name: &str) -> String {
+pub(crate) fn sanitize_label_name(name: &str) -> String {
     let mut out = sanitize_name_chars(name).replace(':', "_");
     if !is_valid_label_name(&out) {
         out.insert_str(0, "label_");
@@ -82,7 +81,7 @@ pub fn sanitize_label_name(name: &str) -> String {
 /// Appends `value` to `out`, sanitised: control characters other than `\n`/`\t` become U+FFFD and
 /// the appended part stops before it would pass `cap` bytes (on a character boundary). Returns
 /// `false` when something was cut.
-pub fn push_sanitized(out: &mut String, value: &str, cap: usize) -> bool {
+pub(crate) fn push_sanitized(out: &mut String, value: &str, cap: usize) -> bool {
     // Fast path: printable ASCII (the common label value) is copied as is, up to the cap.
     let bytes = value.as_bytes();
     let fits = bytes.len() <= cap;

@@ -1,9 +1,9 @@
 //! # dchat-telemetry
 //!
 //! Production metrics for dchat, the relay-based chat node. A [`tracing_subscriber::Layer`]
-//! turns dchat's ordinary `tracing` spans and events into OpenTelemetry metrics, which an `axum`
-//! endpoint serves to Prometheus at `/metrics`, beside `/health` (liveness) and `/ready`
-//! (readiness).
+//! turns dchat's ordinary `tracing` spans and events into metrics, which an `axum` endpoint
+//! serves to Prometheus at `/metrics` (text 0.0.4 or OpenMetrics 1.0), beside `/health`
+//! (liveness) and `/ready` (readiness); OpenTelemetry metric readers see the same metrics.
 //!
 //! dchat's code keeps using plain `tracing`. The default [`Rules`] implement these conventions:
 //!
@@ -11,16 +11,32 @@
 //! | --- | --- |
 //! | event `message.sent` (field `channel`, optional `count`) | `dchat_messages_sent_total{channel}` |
 //! | event `message.received` (optional `latency_seconds` or `latency_ms`) | `dchat_messages_received_total{channel}`, `dchat_message_latency_seconds{channel}` |
+//! | event `message.send_failed` (field `channel`) | `dchat_messages_send_failed_total{channel}` |
 //! | span `relay.connection` (field `relay`) | `dchat_relay_connections_active{relay}`: +1 open, -1 close |
-//! | span `db.query` (field `db.operation` or `operation`) | `dchat_database_query_duration_seconds{operation}` |
+//! | span `db.query` (field `db.operation.name`, `db.operation` or `operation`) | `dchat_database_query_duration_seconds{operation}` |
 //! | any ERROR event | `dchat_errors_total{type}`, `dchat_error_rate{type}`; `type` = `error.type`, else `error_kind`, else the target |
 //! | fields `monotonic_counter.x`, `counter.x`, `histogram.x`, `gauge.x` | instruments named `x`, as tracing-opentelemetry makes them |
 //!
+//! ## Data flow
+//!
+//! ```text
+//!  tracing callsite ──register──▶ plan::Compiled::plan ──▶ plan::PlanTable     (once per callsite)
+//!        │                         (rules → plan)
+//!        ▼ event / span
+//!  layer (filter → visit → inherit → apply) ──▶ series (per-thread cache → store → cell)
+//!                                                   │
+//!              render / scrape ◀────────────────────┤ sweep (expiry), then read
+//!   exposition (text 0.0.4 | OpenMetrics) ──▶ server (/metrics /health /ready)
+//!                                                   │
+//!   otel (observable instruments, SDK histograms) ◀─┘ another OpenTelemetry reader (OTLP)
+//! ```
+//!
 //! Labels come only from allow-listed fields, also inherited from enclosing spans. Values are
-//! sanitised and capped at [`labels::MAX_LABEL_VALUE_LEN`] bytes; each metric keeps at most
+//! sanitised and capped at [`limits::MAX_LABEL_VALUE_LEN`] bytes; each metric keeps at most
 //! the cardinality limit (default 2000) series, the rest folding into one
 //! `otel_metric_overflow="true"` series while `dchat_telemetry_label_sets_dropped_total` counts
-//! them. Values that cannot be recorded (NaN, negative counts, wrong types) are counted in
+//! them; a series idle for the series TTL (default 10 minutes) leaves the exposition and frees
+//! its place. Values that cannot be recorded (NaN, negative counts, wrong types) are counted in
 //! `dchat_telemetry_values_dropped_total{metric,reason}`. Nothing a caller logs panics.
 //!
 //! ```no_run
@@ -47,26 +63,28 @@
 struct ReadmeDoctests;
 
 pub mod catalog;
+mod clock;
 mod config;
 mod error;
-mod exporter;
+mod exposition;
 mod health;
-mod label_key;
-pub mod labels;
+mod labels;
 mod layer;
-mod meters;
-mod rate;
+pub mod limits;
+mod otel;
+mod plan;
 mod rules;
+mod series;
 mod server;
 mod sync;
 mod telemetry;
-mod text;
 mod value;
 
 pub use catalog::{MetricInfo, MetricKind};
-pub use config::{TelemetryBuilder, ENV_VARS};
+pub use clock::{Clock, ManualClock, SystemClock};
+pub use config::TelemetryBuilder;
 pub use error::Error;
-pub use exporter::CONTENT_TYPE;
+pub use exposition::{Format, CONTENT_TYPE, OPENMETRICS_CONTENT_TYPE};
 pub use health::{CheckResult, Health, ReadinessGate, Report, Status, HEALTH_CONTENT_TYPE};
 pub use layer::{CallsiteFilter, MetricsLayer};
 pub use rules::{LabelSource, Measure, Rule, RuleBuilder, Rules};

@@ -9,6 +9,7 @@ use tracing_core::{Level, Metadata};
 
 use crate::catalog::{self, MetricInfo, MetricKind};
 use crate::labels::{is_valid_label_name, is_valid_metric_name};
+use crate::limits::{MAX_CAPTURES, MAX_LABELS, MAX_LABEL_FIELDS, MAX_SPAN_ACTIVE};
 use crate::Error;
 
 /// Where a label's value comes from. A label lists several sources; the first that yields a
@@ -309,13 +310,38 @@ impl RuleBuilder {
             if m.buckets.is_empty() {
                 return fail("a histogram needs buckets (with_buckets)".into());
             }
-            if m.buckets.iter().any(|b| !b.is_finite())
-                || m.buckets.windows(2).any(|w| w[0] >= w[1])
-            {
+            if !crate::config::valid_buckets(&m.buckets) {
                 return fail("buckets must be finite and strictly increasing".into());
             }
         } else if !m.buckets.is_empty() {
             return fail("only histograms take buckets".into());
+        }
+        if self.labels.len() > MAX_LABELS {
+            return fail(format!(
+                "{} labels: a metric has at most limits::MAX_LABELS = {MAX_LABELS}",
+                self.labels.len()
+            ));
+        }
+        let mut fields: Vec<&str> = self
+            .labels
+            .iter()
+            .flat_map(|(_, sources)| sources)
+            .filter_map(|s| match s {
+                LabelSource::Field(f) => Some(f.as_str()),
+                _ => None,
+            })
+            .collect();
+        if let Some(Measure::Fields { sources, .. }) = &self.measure {
+            fields.extend(sources.iter().map(|(f, _)| f.as_str()));
+        }
+        fields.sort_unstable();
+        fields.dedup();
+        if fields.len() > MAX_CAPTURES {
+            return fail(format!(
+                "{} distinct source fields: a callsite captures at most limits::MAX_CAPTURES = \
+                 {MAX_CAPTURES}",
+                fields.len()
+            ));
         }
         let mut label_names = Vec::with_capacity(self.labels.len());
         for (label, sources) in &self.labels {
@@ -414,8 +440,11 @@ impl Rules {
                 LabelSource::Target,
             ]
         };
+        // `db.operation.name` is the current OpenTelemetry semantic convention, `db.operation`
+        // the one before it.
         let operation = || {
             [
+                LabelSource::field("db.operation.name"),
                 LabelSource::field("db.operation"),
                 LabelSource::field("operation"),
             ]
@@ -428,6 +457,11 @@ impl Rules {
                 .with_label("channel"),
             Rule::for_metric(&catalog::MESSAGES_RECEIVED)
                 .with_event_name("message.received")
+                .with_value_field("count")
+                .with_value_default(1.0)
+                .with_label("channel"),
+            Rule::for_metric(&catalog::MESSAGES_SEND_FAILED)
+                .with_event_name("message.send_failed")
                 .with_value_field("count")
                 .with_value_default(1.0)
                 .with_label("channel"),
@@ -523,6 +557,45 @@ impl Rules {
                 });
             }
         }
+        if self.prefix_labels.len() > MAX_LABELS {
+            return Err(Error::InvalidRule {
+                metric: "(field-prefix metrics)".into(),
+                reason: format!(
+                    "{} prefix labels: a metric has at most limits::MAX_LABELS = {MAX_LABELS}",
+                    self.prefix_labels.len()
+                ),
+            });
+        }
+        let fields = self.label_fields().len();
+        if fields > MAX_LABEL_FIELDS {
+            return Err(Error::InvalidRule {
+                metric: "(all rules)".into(),
+                reason: format!(
+                    "{fields} distinct label fields: at most limits::MAX_LABEL_FIELDS = \
+                     {MAX_LABEL_FIELDS}"
+                ),
+            });
+        }
+        let gauges: Vec<&Rule> = self
+            .rules
+            .iter()
+            .filter(|r| r.measure == Measure::SpanActive)
+            .collect();
+        if let Some(group) = overlapping(&gauges, MAX_SPAN_ACTIVE + 1) {
+            return Err(Error::InvalidRule {
+                metric: group[MAX_SPAN_ACTIVE].metric.name.clone(),
+                reason: format!(
+                    "{} SpanActive rules can match one span ({}): a span moves at most \
+                     limits::MAX_SPAN_ACTIVE = {MAX_SPAN_ACTIVE} gauges",
+                    group.len(),
+                    group
+                        .iter()
+                        .map(|r| r.metric.name.as_str())
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ),
+            });
+        }
         Ok(())
     }
 
@@ -545,6 +618,42 @@ impl Rules {
     }
 }
 
+/// Whether one callsite can match both rules: names and target prefixes do not rule it out
+/// (levels never do: every level filter admits ERROR).
+fn may_overlap(a: &Rule, b: &Rule) -> bool {
+    let names = match (&a.name, &b.name) {
+        (Some(x), Some(y)) => x == y,
+        _ => true,
+    };
+    let targets = match (&a.target_prefix, &b.target_prefix) {
+        (Some(x), Some(y)) => x.starts_with(y.as_str()) || y.starts_with(x.as_str()),
+        _ => true,
+    };
+    a.applies_to_spans == b.applies_to_spans && names && targets
+}
+
+/// `k` rules that pairwise may match one callsite (then one callsite can match them all: names
+/// agree and target prefixes nest), if there are.
+fn overlapping<'r>(rules: &[&'r Rule], k: usize) -> Option<Vec<&'r Rule>> {
+    fn grow<'r>(rules: &[&'r Rule], from: usize, group: &mut Vec<&'r Rule>, k: usize) -> bool {
+        if group.len() == k {
+            return true;
+        }
+        for i in from..rules.len() {
+            if group.iter().all(|g| may_overlap(g, rules[i])) {
+                group.push(rules[i]);
+                if grow(rules, i + 1, group, k) {
+                    return true;
+                }
+                group.pop();
+            }
+        }
+        false
+    }
+    let mut group = Vec::with_capacity(k);
+    grow(rules, 0, &mut group, k).then_some(group)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -553,7 +662,7 @@ mod tests {
     fn dchat_defaults_are_valid() {
         let rules = Rules::dchat_defaults();
         rules.validate().unwrap();
-        assert_eq!(rules.rules().len(), 7);
+        assert_eq!(rules.rules().len(), 8);
         let fields = rules.label_fields();
         for f in [
             "channel",
@@ -604,6 +713,78 @@ mod tests {
             let dbg = format!("{b:?}");
             assert!(matches!(b.build(), Err(Error::InvalidRule { .. })), "{dbg}");
         }
+    }
+
+    fn counter(name: &str) -> RuleBuilder {
+        Rule::builder(MetricKind::Counter, name).with_description("d")
+    }
+
+    fn gauge(name: &str, span: Option<&str>) -> Rule {
+        let b = Rule::builder(MetricKind::UpDownCounter, name).with_description("d");
+        let b = match span {
+            Some(s) => b.with_span_name(s),
+            None => b.on_spans(),
+        };
+        b.with_measure(Measure::SpanActive).build().unwrap()
+    }
+
+    #[test]
+    fn a_ninth_label_is_rejected_naming_the_limit() {
+        let eight = (0..8).fold(counter("x_total"), |b, i| b.with_label(format!("l{i}")));
+        assert!(eight.clone().build().is_ok());
+        let Err(Error::InvalidRule { reason, .. }) = eight.with_label("l8").build() else {
+            panic!("a 9th label must be rejected")
+        };
+        assert!(reason.contains("MAX_LABELS"), "{reason}");
+    }
+
+    #[test]
+    fn more_source_fields_than_captures_are_rejected() {
+        let sources = (0..17).map(|i| LabelSource::field(format!("f{i}")));
+        let Err(Error::InvalidRule { reason, .. }) =
+            counter("x_total").with_label_from("a", sources).build()
+        else {
+            panic!("17 source fields must be rejected")
+        };
+        assert!(reason.contains("MAX_CAPTURES"), "{reason}");
+    }
+
+    #[test]
+    fn a_third_span_active_rule_on_one_span_is_rejected_naming_the_limit() {
+        let two = Rules::empty()
+            .with_rule(gauge("a", Some("relay.connection")))
+            .with_rule(gauge("b", None));
+        assert!(two.validate().is_ok());
+        // Another span name: no span matches all three.
+        assert!(
+            two.clone()
+                .with_rule(gauge("c", Some("db.query")))
+                .validate()
+                .is_ok(),
+            "no span is named both relay.connection and db.query: two gauges at most"
+        );
+        let Err(Error::InvalidRule { metric, reason }) = two
+            .with_rule(gauge("d", Some("relay.connection")))
+            .validate()
+        else {
+            panic!("three gauges on one span must be rejected")
+        };
+        assert_eq!(metric, "d");
+        assert!(reason.contains("MAX_SPAN_ACTIVE"), "{reason}");
+        let apart = Rules::empty()
+            .with_rule(gauge("a", Some("x")))
+            .with_rule(gauge("b", Some("y")))
+            .with_rule(gauge("c", Some("z")));
+        assert!(
+            apart.validate().is_ok(),
+            "three span names: at most one gauge each"
+        );
+    }
+
+    #[test]
+    fn too_many_prefix_labels_are_rejected() {
+        let r = Rules::dchat_defaults().with_prefix_labels((0..9).map(|i| format!("l{i}")));
+        assert!(matches!(r.validate(), Err(Error::InvalidRule { .. })));
     }
 
     #[test]

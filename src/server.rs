@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::extract::State;
-use axum::http::{header, StatusCode};
+use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::Router;
@@ -19,30 +19,20 @@ use tower_http::compression::CompressionLayer;
 use tower_http::limit::RequestBodyLimitLayer;
 use tower_http::timeout::TimeoutLayer;
 
-use crate::exporter::CONTENT_TYPE;
+use crate::exposition::negotiate;
 use crate::health::{Report, HEALTH_CONTENT_TYPE};
+use crate::limits::{
+    CLOSE_GRACE, CONNECTION_LIFETIME, HEADER_TIMEOUT, MAX_BODY, MAX_CONNECTIONS, MAX_HEAD,
+    REQUEST_TIMEOUT,
+};
 use crate::{Error, Telemetry};
-
-/// Largest request body accepted (a scrape or probe has none).
-const MAX_BODY: usize = 4 * 1024;
-/// Largest request head (request line plus headers) accepted.
-const MAX_HEAD: usize = 16 * 1024;
-/// Time a client has to send a request's headers.
-const HEADER_TIMEOUT: Duration = Duration::from_secs(5);
-/// Time a request may take end to end.
-const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
-/// Lifetime of one keep-alive connection (scrapers reconnect).
-const CONNECTION_LIFETIME: Duration = Duration::from_secs(120);
-/// Connections served at once; further ones are closed at once.
-const MAX_CONNECTIONS: usize = 1024;
-/// Time open connections get to finish after the listener closes.
-const CLOSE_GRACE: Duration = Duration::from_secs(5);
 
 impl Telemetry {
     /// The telemetry routes as an `axum::Router` to serve alone or merge into dchat's app:
     /// `GET|HEAD /metrics`, `GET /health`, `GET /ready`. Other paths answer 404, other methods
-    /// 405; bodies over 4 KiB 413; requests over 10 s 408. `/metrics` is gzip-encoded when the
-    /// client accepts it, and rendered on a blocking thread.
+    /// 405; bodies over 4 KiB 413; requests over 10 s 408. `/metrics` is OpenMetrics 1.0 when
+    /// the `Accept` header prefers it (Prometheus does), else the text format 0.0.4; gzip-encoded
+    /// when the client accepts it, and rendered on a blocking thread.
     ///
     /// ```
     /// # async fn demo() -> Result<(), dchat_telemetry::Error> {
@@ -165,15 +155,29 @@ async fn accept(
     });
 }
 
-async fn metrics(State(t): State<Telemetry>) -> Response {
+async fn metrics(State(t): State<Telemetry>, headers: HeaderMap) -> Response {
+    let accept = headers
+        .get_all(header::ACCEPT)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .collect::<Vec<_>>()
+        .join(",");
+    let format = negotiate((!accept.is_empty()).then_some(accept.as_str()));
     // At most a couple of renders at once: concurrent scrapes queue instead of multiplying the
     // CPU and memory a render takes.
     let Ok(_permit) = t.inner.render_permits.acquire().await else {
         return (StatusCode::SERVICE_UNAVAILABLE, "shutting down").into_response();
     };
     let renderer = t.clone();
-    match tokio::task::spawn_blocking(move || renderer.render()).await {
-        Ok(Ok(body)) => ([(header::CONTENT_TYPE, CONTENT_TYPE)], body).into_response(),
+    match tokio::task::spawn_blocking(move || renderer.render_format(format)).await {
+        Ok(Ok(body)) => (
+            [
+                (header::CONTENT_TYPE, format.content_type()),
+                (header::VARY, "Accept, Accept-Encoding"),
+            ],
+            body,
+        )
+            .into_response(),
         Ok(Err(e)) => (StatusCode::INTERNAL_SERVER_ERROR, e.to_string()).into_response(),
         Err(e) => (
             StatusCode::INTERNAL_SERVER_ERROR,

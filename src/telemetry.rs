@@ -1,9 +1,10 @@
 //! [`Telemetry`]: the handle dchat keeps — the layer, the exposition, health and the server.
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
 
-use opentelemetry::metrics::Meter;
+use opentelemetry_sdk::metrics::SdkMeterProvider;
 use tracing_core::Subscriber;
 use tracing_subscriber::filter::Filtered;
 use tracing_subscriber::registry::LookupSpan;
@@ -11,24 +12,37 @@ use tracing_subscriber::Layer as _;
 
 use crate::catalog;
 use crate::config::TelemetryBuilder;
-use crate::exporter::Exporter;
+use crate::exposition::{self, Collected, Exposition, Format};
 use crate::health::Health;
-use crate::layer::{CallsiteFilter, Compiled, MetricsLayer, Shared};
-use crate::meters::{Meters, Metric};
+use crate::layer::diagnose::Diagnose;
+use crate::layer::{CallsiteFilter, MetricsLayer, Shared};
+use crate::otel::Otel;
+use crate::plan::Compiled;
 use crate::rules::MetricDef;
+use crate::series::{Metric, Metrics, Settings};
 use crate::value::Num;
 use crate::Error;
 
-pub(crate) struct Inner {
-    pub(crate) config: TelemetryBuilder,
-    exporter: Exporter,
-    _meter: Meter,
-    meters: Arc<Meters>,
-    shared: Arc<Shared>,
-    pub(crate) health: Health,
+/// The self-metrics the telemetry itself updates (at scrape time, or per scrape).
+#[derive(Debug)]
+struct Own {
     scrapes: Arc<Metric>,
     scrape_duration: Arc<Metric>,
-    render_failed: Arc<std::sync::atomic::AtomicBool>,
+    ready: Arc<Metric>,
+    series: Arc<Metric>,
+    filter_blocked: Arc<Metric>,
+}
+
+pub(crate) struct Inner {
+    pub(crate) config: TelemetryBuilder,
+    otel: Arc<Otel>,
+    metrics: Arc<Metrics>,
+    shared: Arc<Shared>,
+    pub(crate) health: Health,
+    exposition: Exposition,
+    own: Own,
+    render_failed: Arc<AtomicBool>,
+    shut_down: AtomicBool,
     /// Renders of `/metrics` allowed at once.
     pub(crate) render_permits: tokio::sync::Semaphore,
 }
@@ -74,33 +88,50 @@ impl Telemetry {
     }
 
     pub(crate) fn from_builder(config: TelemetryBuilder) -> Result<Self, Error> {
-        let (exporter, meter) = Exporter::new(config.cardinality_limit, config.all_const_labels())?;
-        let meters = Arc::new(Meters::new(
-            meter.clone(),
+        let const_labels = config.all_const_labels();
+        let otel = Arc::new(Otel::new(
+            &config.otel_readers,
+            &const_labels,
             config.cardinality_limit,
-            config.error_rate_window.as_secs().clamp(1, 3600) as u32,
+        )?);
+        let metrics = Arc::new(Metrics::new(
+            Settings {
+                limit: config.cardinality_limit,
+                ttl: config.series_ttl,
+                rate_window_secs: config.error_rate_window.as_secs().clamp(1, 3600) as u32,
+                clock: Arc::clone(&config.clock),
+                exemplars: config.exemplars,
+            },
+            Arc::clone(&otel),
         ));
-        let compiled = Compiled::new(&config.effective_rules(), Arc::clone(&meters))?;
-        let shared = Shared::new(compiled);
+        let compiled = Compiled::new(&config.effective_rules(), Arc::clone(&metrics))?;
+        let shared = Shared::new(compiled, Diagnose::new(config.expected_level));
         let builtin = |info: &catalog::MetricInfo| {
-            meters
+            metrics
                 .get_or_create(&MetricDef::from_info(info), true)
                 .ok_or_else(|| Error::InvalidRule {
                     metric: info.name.to_owned(),
                     reason: "a rule defines a metric with this built-in name".into(),
                 })
         };
-        let scrapes = builtin(&catalog::SCRAPES)?;
-        let scrape_duration = builtin(&catalog::SCRAPE_DURATION)?;
+        let own = Own {
+            scrapes: builtin(&catalog::SCRAPES)?,
+            scrape_duration: builtin(&catalog::SCRAPE_DURATION)?,
+            ready: builtin(&catalog::READY)?,
+            series: builtin(&catalog::SERIES)?,
+            filter_blocked: builtin(&catalog::FILTER_BLOCKED)?,
+        };
         let failures = builtin(&catalog::HEALTH_CHECK_FAILURES)?;
+        for format in [Format::Text, Format::OpenMetrics] {
+            own.scrapes.record(0, &[format.label()], Num::U64(0));
+        }
         let health = Health::new(config.check_timeout);
         health.set_failure_metric(failures);
-        scrapes.record(&[], Num::U64(0));
-        let render_failed = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let render_failed = Arc::new(AtomicBool::new(false));
         {
             let flag = Arc::clone(&render_failed);
             health.add_liveness_check("exporter", move || {
-                if flag.load(std::sync::atomic::Ordering::SeqCst) {
+                if flag.load(Ordering::SeqCst) {
                     Err("the last render of /metrics failed".into())
                 } else {
                     Ok(())
@@ -108,32 +139,34 @@ impl Telemetry {
             });
         }
         {
-            let health = health.clone();
-            let _ready = meter
-                .f64_observable_gauge(catalog::READY.name)
-                .with_description(catalog::READY.help)
-                .with_unit(catalog::READY.unit)
-                .with_callback(move |o| o.observe(if health.is_ready() { 1.0 } else { 0.0 }, &[]))
-                .build();
+            let shared = Arc::clone(&shared);
+            health.add_warning("tracing-filter", move || {
+                let d = &shared.diagnose;
+                d.blocked().message(d.expected())
+            });
         }
         Ok(Telemetry {
             inner: Arc::new(Inner {
+                exposition: Exposition::new(const_labels),
                 config,
-                exporter,
-                _meter: meter,
-                meters,
+                otel,
+                metrics,
                 shared,
                 health,
-                scrapes,
-                scrape_duration,
+                own,
                 render_failed,
-                render_permits: tokio::sync::Semaphore::new(2),
+                shut_down: AtomicBool::new(false),
+                render_permits: tokio::sync::Semaphore::new(crate::limits::RENDERS_AT_ONCE),
             }),
         })
     }
 
     /// The tracing layer, with its per-layer callsite filter. Add it to a
     /// `tracing_subscriber::registry()`; any number of layers may sit beside it.
+    ///
+    /// Give other layers their filters with `with_filter` rather than filtering the whole
+    /// registry: a registry-wide filter (such as `EnvFilter` from `RUST_LOG=warn`) drops events
+    /// before any layer sees them, the metrics included (`/health` then warns).
     pub fn layer<S>(&self) -> Filtered<MetricsLayer, CallsiteFilter, S>
     where
         S: Subscriber + for<'a> LookupSpan<'a>,
@@ -142,21 +175,61 @@ impl Telemetry {
         layer.with_filter(filter)
     }
 
-    /// The Prometheus text exposition of every metric (what `/metrics` serves).
+    /// The Prometheus text exposition (format 0.0.4) of every metric.
     ///
     /// # Errors
-    /// [`Error::Exporter`] when the exporter cannot encode the metrics.
+    /// [`Error::Exporter`] after [`Telemetry::shutdown`].
     pub fn render(&self) -> Result<String, Error> {
+        self.render_format(Format::Text)
+    }
+
+    /// The exposition in `format` (what `/metrics` serves for the scraper's `Accept` header).
+    /// Each render first removes the series idle for the series TTL.
+    ///
+    /// # Errors
+    /// [`Error::Exporter`] after [`Telemetry::shutdown`].
+    pub fn render_format(&self, format: Format) -> Result<String, Error> {
         let start = Instant::now();
-        let r = self.inner.exporter.render();
-        self.inner
-            .render_failed
-            .store(r.is_err(), std::sync::atomic::Ordering::SeqCst);
-        self.inner.scrapes.record(&[], Num::U64(1));
-        self.inner
-            .scrape_duration
-            .record(&[], Num::F64(start.elapsed().as_secs_f64()));
-        r
+        let inner = &self.inner;
+        if inner.shut_down.load(Ordering::SeqCst) {
+            inner.render_failed.store(true, Ordering::SeqCst);
+            return Err(Error::Exporter {
+                reason: "the telemetry was shut down".into(),
+                source: None,
+            });
+        }
+        let own = &inner.own;
+        let ready = if inner.health.is_ready() { 1.0 } else { 0.0 };
+        own.ready.record(0, &[], Num::F64(ready));
+        let blocked = inner.shared.diagnose.blocked();
+        for (reason, n) in [
+            ("max_level", usize::from(blocked.max_level.is_some())),
+            ("callsites", blocked.callsites.len()),
+            ("not_installed", usize::from(blocked.not_installed)),
+        ] {
+            own.filter_blocked.record(0, &[reason], Num::F64(n as f64));
+        }
+        let all = inner.metrics.all();
+        for m in &all {
+            m.sweep();
+        }
+        for m in all.iter().filter(|m| !m.is_self_metric()) {
+            own.series
+                .record(0, &[&m.def.name], Num::F64(m.series_count() as f64));
+        }
+        let mut collected: Vec<Collected> = Vec::new();
+        if inner.config.process_metrics {
+            collected.extend(exposition::process::collect());
+        }
+        if let Some(rt) = &inner.config.runtime {
+            collected.extend(exposition::runtime::collect(rt));
+        }
+        let text = inner.exposition.render(&all, &collected, format);
+        inner.render_failed.store(false, Ordering::SeqCst);
+        own.scrapes.record(0, &[format.label()], Num::U64(1));
+        own.scrape_duration
+            .record(0, &[], Num::F64(start.elapsed().as_secs_f64()));
+        Ok(text)
     }
 
     /// Liveness checks and readiness gates.
@@ -169,7 +242,7 @@ impl Telemetry {
     /// `None` for an unknown metric.
     #[must_use]
     pub fn series_count(&self, metric: &str) -> Option<usize> {
-        self.inner.meters.get(metric).map(|m| m.series_count())
+        self.inner.metrics.get(metric).map(|m| m.series_count())
     }
 
     /// The configured listen address (after environment overrides), which
@@ -179,10 +252,18 @@ impl Telemetry {
         self.inner.config.addr
     }
 
-    /// Stops the meter provider; later renders fail with [`Error::Exporter`] (and `/health`
-    /// reports the `exporter` check failing).
+    /// The OpenTelemetry meter provider the metrics are reported through (to the readers given
+    /// with [`TelemetryBuilder::with_otel_reader`]); other instruments may be made from it.
+    #[must_use]
+    pub fn meter_provider(&self) -> &SdkMeterProvider {
+        self.inner.otel.provider()
+    }
+
+    /// Stops the meter provider (flushing its readers); later renders fail with
+    /// [`Error::Exporter`] (and `/health` reports the `exporter` check failing).
     pub fn shutdown(&self) {
-        self.inner.exporter.shutdown();
+        self.inner.shut_down.store(true, Ordering::SeqCst);
+        self.inner.otel.shutdown();
     }
 }
 

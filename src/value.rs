@@ -3,9 +3,7 @@
 //! Every conversion either gives a value the instrument records exactly as the docs say, or a
 //! [`DropReason`] that is counted in `dchat_telemetry_values_dropped_total{metric,reason}`.
 
-/// The largest increment an integer counter takes (2^53): every count stays exactly
-/// representable in Prometheus' float64 samples, and no sum can wrap around in practice.
-pub(crate) const MAX_INCREMENT: u64 = 1 << 53;
+use crate::limits::MAX_INCREMENT;
 
 /// A numeric field value as tracing hands it over.
 #[derive(Debug, Clone, Copy, PartialEq)]

@@ -3,7 +3,7 @@
 use std::collections::HashMap;
 use std::time::Duration;
 
-use dchat_telemetry::{Error, Telemetry, ENV_VARS};
+use dchat_telemetry::{Error, Telemetry, TelemetryBuilder};
 
 fn env(pairs: &[(&str, &str)]) -> impl Fn(&str) -> Option<String> {
     let map: HashMap<String, String> = pairs
@@ -72,6 +72,9 @@ fn invalid_values_name_the_variable_and_the_form() {
         ("DCHAT_TELEMETRY_ERROR_RATE_WINDOW", "2h"),
         ("DCHAT_TELEMETRY_DRAIN", "forever"),
         ("DCHAT_TELEMETRY_SERVICE", &"x".repeat(200)),
+        ("DCHAT_TELEMETRY_SERIES_TTL", "500ms"),
+        ("DCHAT_TELEMETRY_SERIES_TTL", "31d"),
+        ("DCHAT_TELEMETRY_SERIES_TTL", "later"),
     ];
     for (var, value) in cases {
         let err = Telemetry::builder()
@@ -82,8 +85,9 @@ fn invalid_values_name_the_variable_and_the_form() {
             "{var}={value}: {err:?}"
         );
         let msg = err.to_string();
-        let form = ENV_VARS.iter().find(|(v, _)| *v == var).unwrap().1;
-        assert!(msg.contains(var) && msg.contains(form), "{msg}");
+        let vars = TelemetryBuilder::env_vars();
+        let form = &vars.iter().find(|(v, _)| *v == var).unwrap().1;
+        assert!(msg.contains(var) && msg.contains(form.as_str()), "{msg}");
     }
 }
 
@@ -93,6 +97,7 @@ fn invalid_code_config_is_rejected() {
         Telemetry::builder().with_cardinality_limit(0),
         Telemetry::builder().with_error_rate_window(Duration::from_millis(1500)),
         Telemetry::builder().with_drain_period(Duration::from_secs(3600)),
+        Telemetry::builder().with_series_ttl(Duration::from_millis(10)),
         Telemetry::builder().with_const_label("le", "x"),
         Telemetry::builder().with_const_label("channel", "x"),
         // Labels of the built-in self-metrics: a sample would carry the name twice.

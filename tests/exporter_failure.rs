@@ -19,7 +19,7 @@ fn exporter_failure_shows_in_metrics_and_health() {
     t.shutdown();
     let (status, _, body) = http_get(server.addr, "/metrics", "");
     assert_eq!(status, 500);
-    assert!(String::from_utf8_lossy(&body).contains("exporter returned no metrics"));
+    assert!(String::from_utf8_lossy(&body).contains("shut down"));
     let (status, _, body) = http_get(server.addr, "/health", "");
     assert_eq!(status, 503);
     let json: serde_json::Value = serde_json::from_slice(&body).unwrap();

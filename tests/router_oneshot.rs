@@ -86,6 +86,8 @@ async fn unknown_paths_and_wrong_methods() {
 #[tokio::test]
 async fn health_and_ready_answer_health_json() {
     let t = common::telemetry();
+    // The layer is part of a dispatcher, as in dchat (else /health warns that it is not).
+    let _dispatch = common::dispatch(&t);
     let db = t.health().readiness_gate("database");
     let relay = t.health().readiness_gate("relay");
     let (status, headers, body) = call(t.router(), Method::GET, "/ready", false).await;
@@ -131,7 +133,11 @@ async fn scrapes_are_counted_and_timed() {
     let text = String::from_utf8(call(t.router(), Method::GET, "/metrics", false).await.2).unwrap();
     // The fourth scrape counts itself after rendering: three are in its body.
     assert_eq!(
-        common::sample(&text, "dchat_telemetry_scrapes_total", &[]),
+        common::sample(
+            &text,
+            "dchat_telemetry_scrapes_total",
+            &[("format", "text")]
+        ),
         Some(3.0)
     );
     assert_eq!(

@@ -14,8 +14,8 @@ import jsonschema
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
 from common import (CONSTANT_LABELS, PROMETHEUS_SERIES, RELEASE, RUNBOOK_BASE, TARGET_LABELS, Env,  # noqa: E402
-                    agg_modifier, chart_defaults, dig, effective_values, fail_if, load_catalog, load_docs,
-                    load_yaml, parse_promql, promql_walk, selector_matches, series_families)
+                    agg_modifier, chart_defaults, dig, effective_values, fail_if, load_docs, load_yaml,
+                    parse_promql, promql_walk, result_labels, selector_matches, series_families)
 
 
 # ====================================================================== 1. custom resources vs CRD schemas
@@ -100,6 +100,8 @@ def check_crds(env):
 
 
 # ====================================================================== 2. values key paths vs chart defaults
+VALUES_FILES = ("prometheus-values.yaml", "pagerduty-integration.yaml", "fleet-values.yaml")
+
 # Maps that are free-form although their upstream default is not {}/null: checked by other tools.
 FREE_FORM = {"alertmanager.config"}  # Alertmanager configuration: amtool check-config
 
@@ -125,7 +127,7 @@ def key_path_errors(ours, upstream, prefix, errors):
 def check_values(env):
     defaults = chart_defaults(env)
     errors = []
-    for f in ("prometheus-values.yaml", "pagerduty-integration.yaml"):
+    for f in VALUES_FILES:
         ours = load_yaml(env.mon / f) or {}
         errs = []
         key_path_errors(ours, defaults, "", errs)
@@ -196,12 +198,95 @@ def check_wiring(env):
         sn = dig(vals, "grafana.sidecar.dashboards.searchNamespace")
         if sn != "ALL" and dig(cm, "metadata.namespace") not in str(sn or "monitoring").split(","):
             errors.append(f"ConfigMap namespace {dig(cm, 'metadata.namespace')} outside sidecar searchNamespace {sn}")
+    errors += install_errors(vals, sms)
+    errors += fleet_errors(env, rules)
     readme = (env.mon / "README.md").read_text(encoding="utf-8")
     if f"helm install {RELEASE} prometheus-community/kube-prometheus-stack" not in readme:
         errors.append(f"README.md does not install the release as `{RELEASE}` (the selectors depend on it)")
     note = "" if env.ref else " (reference absent: chart defaults not merged)"
     fail_if(errors, "ServiceMonitor/PrometheusRule picked by the release's selectors, ServiceMonitor -> Service "
-                    f"dchat port metrics, dashboard ConfigMap labelled for the sidecar{note}")
+                    f"dchat port metrics with a sampleLimit, dashboard ConfigMap labelled for the sidecar; volumes and "
+                    f"upgrades (retentionSize headroom, Alertmanager storage, Grafana Recreate); fleet values{note}")
+
+
+def quantity_bytes(q):
+    """Kubernetes quantity (50Gi, 1G, ...) -> bytes."""
+    m = re.fullmatch(r"(\d+(?:\.\d+)?)(Ki|Mi|Gi|Ti|Pi|K|M|G|T|P|k)?", str(q).strip())
+    if not m:
+        return None
+    mult = {None: 1, "k": 1e3, "K": 1e3, "M": 1e6, "G": 1e9, "T": 1e12, "P": 1e15,
+            "Ki": 2 ** 10, "Mi": 2 ** 20, "Gi": 2 ** 30, "Ti": 2 ** 40, "Pi": 2 ** 50}[m.group(2)]
+    return float(m.group(1)) * mult
+
+
+def prom_size_bytes(s):
+    """Prometheus' --storage.tsdb.retention.size (powers of 2: 1KB = 1024B) -> bytes."""
+    m = re.fullmatch(r"(\d+)(B|KB|MB|GB|TB|PB|EB)", str(s).strip())
+    if not m:
+        return None
+    return int(m.group(1)) * 1024 ** ["B", "KB", "MB", "GB", "TB", "PB", "EB"].index(m.group(2))
+
+
+def install_errors(vals, sms):
+    """What makes installs and upgrades work in a cluster: limits, volumes, rollout strategy."""
+    errors = []
+    for sm in sms:
+        limit = dig(sm, "spec.sampleLimit")
+        if not isinstance(limit, int) or limit <= 0:
+            errors.append(f"ServiceMonitor {dig(sm, 'metadata.name')}: no sampleLimit; one node with many channels "
+                          "could exceed Prometheus' memory (README: Capacity)")
+    pvc = dig(vals, "prometheus.prometheusSpec.storageSpec.volumeClaimTemplate.spec.resources.requests.storage")
+    size = dig(vals, "prometheus.prometheusSpec.retentionSize")
+    vb, sb = quantity_bytes(pvc) if pvc else None, prom_size_bytes(size) if size else None
+    if not (vb and sb):
+        errors.append(f"Prometheus needs a volume and a retentionSize (got volume {pvc!r}, retentionSize {size!r})")
+    elif sb > 0.8 * vb:
+        errors.append(f"prometheus retentionSize {size} is {sb / vb:.0%} of the {pvc} volume: keep it at most 80% "
+                      "(compaction and the WAL need room)")
+    if not dig(vals, "alertmanager.alertmanagerSpec.storage.volumeClaimTemplate.spec.resources.requests.storage"):
+        errors.append("alertmanager.alertmanagerSpec.storage has no volumeClaimTemplate: silences and the "
+                      "notification log are lost on every restart")
+    if dig(vals, "grafana.persistence.enabled"):
+        modes = dig(vals, "grafana.persistence.accessModes") or ["ReadWriteOnce"]
+        strategy = dig(vals, "grafana.deploymentStrategy.type")
+        if "ReadWriteOnce" in modes and strategy != "Recreate":
+            errors.append(f"Grafana has a ReadWriteOnce volume but deploymentStrategy {strategy!r}: an upgrade "
+                          "hangs on Multi-Attach when the new pod lands on another node (use Recreate)")
+    return errors
+
+
+def fleet_errors(env, rules):
+    """fleet-values.yaml: remote write to the long-term store, shards, and shards that skip the fleet rules."""
+    errors = []
+    fleet_file = env.mon / "fleet-values.yaml"
+    if not fleet_file.is_file():
+        return ["fleet-values.yaml missing (the fleet path: sharding and remote write)"]
+    vals = effective_values(env, ("prometheus-values.yaml", "pagerduty-integration.yaml", "fleet-values.yaml"))
+    spec = dig(vals, "prometheus.prometheusSpec") or {}
+    rws = spec.get("remoteWrite") or []
+    if not rws or not all(re.match(r"^https?://[^/]+/api/v1/write$", str(r.get("url", ""))) for r in rws):
+        errors.append(f"fleet-values.yaml: prometheusSpec.remoteWrite needs a Prometheus remote-write URL, got {rws}")
+    for r in rws:
+        drops = [c for c in r.get("writeRelabelConfigs") or [] if c.get("action") == "labeldrop"
+                 and re.fullmatch(str(c.get("regex")), "prometheus_replica")]
+        if not drops:
+            errors.append("fleet-values.yaml: remoteWrite must drop prometheus_replica (HA copies deduplicate)")
+    if not isinstance(spec.get("shards"), int) or spec["shards"] < 2:
+        errors.append(f"fleet-values.yaml: prometheusSpec.shards must be 2 or more, got {spec.get('shards')!r}")
+    sel = effective_selector(vals, "rule")
+    for r in rules:
+        labels = dig(r, "metadata.labels") or {}
+        scope = labels.get("dchat.io/rule-scope")
+        picked = selector_matches(sel, labels)
+        if scope == "fleet" and picked:
+            errors.append(f"fleet-values.yaml: the shards' ruleSelector {sel} picks PrometheusRule "
+                          f"{dig(r, 'metadata.name')} (fleet scope: must run centrally, in vmalert)")
+        if scope != "fleet" and not picked:
+            errors.append(f"fleet-values.yaml: the shards' ruleSelector {sel} drops PrometheusRule "
+                          f"{dig(r, 'metadata.name')} (scope {scope})")
+    if not selector_matches(sel, {"release": RELEASE}):
+        errors.append(f"fleet-values.yaml: the shards' ruleSelector {sel} drops the chart's own rules")
+    return errors
 
 
 def check_configmap(env):
@@ -235,6 +320,64 @@ def rules_of(env):
     return [r for d in pr for g in d["spec"]["groups"] for r in g["rules"]]
 
 
+def alert_labels(env):
+    """alert name -> the labels its alerts carry (expression result + rule labels + alertname), or None."""
+    cat = env.catalog()
+    rec = recorded(env)
+    out = {}
+    for r in rules_of(env):
+        if "alert" in r:
+            ls = result_labels(parse_promql(r["expr"]), cat, rec)
+            out[r["alert"]] = None if ls is None else ls | set(r.get("labels") or {}) | {"alertname"}
+    return out
+
+
+def rule_docs(env):
+    return [d for d in load_docs(env.mon / "alert-rules.yaml") if d.get("kind") == "PrometheusRule"]
+
+
+def crosses_nodes(expr):
+    """Whether some part of the expression aggregates over the nodes (by () without instance and node_id)."""
+    import promql_parser as p
+    for node, _ in promql_walk(parse_promql(expr)):
+        if isinstance(node, p.AggregateExpr):
+            kind, labels = agg_modifier(node)
+            if kind != "without" and not {"instance", "node_id"} & set(labels):
+                return True
+        if isinstance(node, p.Call) and node.func.name in ("absent", "absent_over_time"):
+            return True
+    return False
+
+
+def check_rule_scope(env):
+    """node-scope rules must keep the node (they run on any shard); fleet-scope ones compare nodes."""
+    cat = env.catalog()
+    rec = recorded(env)
+    errors, counts = [], {}
+    docs = rule_docs(env)
+    scopes = [dig(d, "metadata.labels", {}).get("dchat.io/rule-scope") for d in docs]
+    if sorted(scopes) != ["fleet", "node"]:
+        errors.append(f"alert-rules.yaml needs one PrometheusRule per scope (dchat.io/rule-scope: node, fleet), "
+                      f"has {scopes}")
+    for d, scope in zip(docs, scopes):
+        for g in d["spec"]["groups"]:
+            for r in g["rules"]:
+                name = r.get("alert") or r.get("record")
+                counts[scope] = counts.get(scope, 0) + 1
+                labels = result_labels(parse_promql(r["expr"]), cat, rec)
+                keeps_node = labels is not None and bool(labels & {"instance", "node_id"})
+                if scope == "node" and not keeps_node:
+                    errors.append(f"{name} (scope node) aggregates across nodes (result labels {sorted(labels or [])}): "
+                                  "on a shard it would see part of a namespace; move it to the fleet PrometheusRule")
+                if scope == "fleet" and "record" in r:
+                    errors.append(f"{name}: recording rules belong to the node scope (the shards record them)")
+                if scope == "fleet" and not crosses_nodes(r["expr"]):
+                    errors.append(f"{name} (scope fleet) compares nothing across nodes: move it to the node "
+                                  "PrometheusRule")
+    fail_if(errors, f"{counts.get('node', 0)} node-scope rules keep instance or node_id; "
+                    f"{counts.get('fleet', 0)} fleet-scope alerts compare the nodes of a namespace")
+
+
 def check_test_coverage(env):
     alerts = sorted({r["alert"] for r in rules_of(env) if "alert" in r})
     tests = load_yaml(env.mon / "alert-rules.test.yaml")
@@ -265,6 +408,68 @@ def write_am_config(env, out):
     pathlib.Path(out).write_text(yaml.safe_dump(cfg, sort_keys=False), encoding="utf-8")
 
 
+def secret_files(cfg):
+    """(receiver, key, path) for every *_file setting of the Alertmanager receivers."""
+    out = []
+
+    def walk(o, receiver):
+        if isinstance(o, dict):
+            for k, v in o.items():
+                if k.endswith("_file") and isinstance(v, str):
+                    out.append((receiver, k, v))
+                else:
+                    walk(v, receiver)
+        elif isinstance(o, list):
+            for v in o:
+                walk(v, receiver)
+    for r in cfg.get("receivers", []):
+        walk(r, r.get("name"))
+    return out
+
+
+def am_matcher(m):
+    """'name op "value"' -> (name, op, value)."""
+    g = re.fullmatch(r'\s*([a-zA-Z_]\w*)\s*(=~|!~|!=|=)\s*"?(.*?)"?\s*', m)
+    if not g:
+        raise ValueError(f"cannot read matcher {m!r}")
+    return g.groups()
+
+
+def am_matches(matchers, labels):
+    for n, op, v in map(am_matcher, matchers):
+        have = labels.get(n, "")
+        ok = {"=": have == v, "!=": have != v, "=~": re.fullmatch(v, have) is not None,
+              "!~": re.fullmatch(v, have) is None}[op]
+        if not ok:
+            return False
+    return True
+
+
+def pd_severity(template, severity):
+    """PagerDuty severity a receiver sends for an alert of `severity`: a literal, or the one template form
+    used here: {{ if eq .CommonLabels.severity "X" }}A{{ else }}B{{ end }}."""
+    m = re.fullmatch(r'\{\{ if eq \.CommonLabels\.severity "(\w+)" \}\}(\w+)\{\{ else \}\}(\w+)\{\{ end \}\}', template or "")
+    if m:
+        return m.group(2) if severity == m.group(1) else m.group(3)
+    return template
+
+
+# Inhibitions that must exist (source alert, target alert, labels that must be equal): one page per cause.
+REQUIRED_INHIBITIONS = [
+    ("DchatTargetDown", "TargetDown", {"namespace", "job"}),            # the chart's generic TargetDown
+    ("DchatTargetDown", "KubePodCrashLooping", {"namespace", "pod"}),   # the chart's pod alerts
+    ("DchatTargetDown", "KubePodNotReady", {"namespace", "pod"}),
+    ("DchatNoReadyNode", "DchatNotReady", {"namespace", "job"}),
+    ("DchatMessagesNotDelivered", "DchatNodeNotReceiving", {"namespace", "job"}),
+    ("DchatHighMessageLatencyP99", "DchatHighMessageLatencyP95", {"namespace", "instance"}),
+    ("DchatMessageLatencyBudgetBurn", "DchatMessageLatencyBudgetBurnSlow", {"namespace", "node_id"}),
+    ("DchatMessageLatencyBudgetBurn", "DchatHighMessageLatencyP95", {"namespace", "node_id"}),
+    ("DchatMessageLatencyBudgetBurn", "DchatHighMessageLatencyP99", {"namespace", "node_id"}),
+    ("DchatMessageDeliveryBudgetBurn", "DchatMessageDeliveryBudgetBurnSlow", {"namespace", "node_id"}),
+]
+HEARTBEAT_MAX_REPEAT_S = 300
+
+
 def check_am_structure(env):
     vals, cfg = am_config(env)
     errors = []
@@ -278,35 +483,90 @@ def check_am_structure(env):
             for bad in ("routing_key", "service_key", "service_key_file"):
                 if bad in c:
                     errors.append(f"{name}: uses {bad}; read the Events v2 key with routing_key_file from a Secret")
-            f = c.get("routing_key_file", "")
-            m = re.match(r"^/etc/alertmanager/secrets/([^/]+)/[^/]+$", f)
-            if not m or m.group(1) not in secrets:
-                errors.append(f"{name}: routing_key_file {f!r} is not a file of a Secret listed in "
-                              f"alertmanager.alertmanagerSpec.secrets {secrets}")
+            if not c.get("routing_key_file"):
+                errors.append(f"{name}: no routing_key_file")
             if c.get("send_resolved") is not True:
                 errors.append(f"{name}: send_resolved must be true (resolved alerts resolve the incident)")
-    sev = {n: {c.get("severity") for c in confs} for n, confs in pd.items()}
+    for rcv, key, path in secret_files(cfg):
+        m = re.match(r"^/etc/alertmanager/secrets/([^/]+)/[^/]+$", path)
+        if not m or m.group(1) not in secrets:
+            errors.append(f"{rcv}: {key} {path!r} is not a file of a Secret listed in "
+                          f"alertmanager.alertmanagerSpec.secrets {secrets}")
     route = cfg.get("route", {})
-    def receiver_for(severity):
+
+    def receiver_for(labels):
         for r in route.get("routes", []):
-            ms = " ".join(r.get("matchers", []))
-            if re.search(r'severity\s*=\s*"?%s"?' % severity, ms):
-                return r["receiver"]
-        return route.get("receiver")
-    for severity, pd_sev in (("critical", "critical"), ("warning", "warning")):
-        rcv = receiver_for(severity)
-        if rcv not in pd or sev[rcv] != {pd_sev}:
-            errors.append(f"severity={severity} alerts must reach a PagerDuty receiver with severity {pd_sev} "
-                          f"({'high' if pd_sev == 'critical' else 'low'} urgency); got {rcv} {sev.get(rcv)}")
+            if am_matches(r.get("matchers", []), labels):
+                return r["receiver"], r
+        return route.get("receiver"), route
+    for severity, pd_sev in (("critical", "critical"), ("warning", "warning"), ("info", "info")):
+        rcv, _ = receiver_for({"alertname": "DchatX", "severity": severity})
+        got = {pd_severity(c.get("severity"), severity) for c in pd.get(rcv, [])}
+        if rcv not in pd or got != {pd_sev}:
+            errors.append(f"severity={severity} alerts must reach a PagerDuty receiver sending severity {pd_sev}; "
+                          f"got {rcv} {got}")
+    # nothing is dropped silently: only Watchdog (heartbeat) and InfoInhibitor may avoid PagerDuty
+    for labels in ({"alertname": "X", "severity": "page"}, {"alertname": "X"}, {"alertname": "X", "severity": "none"}):
+        rcv, _ = receiver_for(labels)
+        if rcv not in pd:
+            errors.append(f"an alert with labels {labels} reaches {rcv!r}: any unknown severity must still page")
+    for r in route.get("routes", []):
+        if r["receiver"] not in pd and not (am_matches(r.get("matchers", []), {"alertname": "Watchdog", "severity": "none"})
+                                            or am_matches(r.get("matchers", []), {"alertname": "InfoInhibitor", "severity": "none"})):
+            errors.append(f"route to {r['receiver']!r} ({r.get('matchers')}) takes alerts away from PagerDuty")
+    # the dead man's switch
+    rcv, hb_route = receiver_for({"alertname": "Watchdog", "severity": "none"})
+    hb = receivers.get(rcv, {})
+    hooks = hb.get("webhook_configs") or []
+    if not hooks:
+        errors.append(f"Watchdog reaches {rcv!r}: it must go to a heartbeat receiver (webhook_configs)")
+    for h in hooks:
+        if h.get("send_resolved") is not False:
+            errors.append(f"{rcv}: send_resolved must be false (a heartbeat pings only while Watchdog fires)")
+        if not (h.get("url") or h.get("url_file")):
+            errors.append(f"{rcv}: no url")
+    rep = hb_route.get("repeat_interval") or route.get("repeat_interval")
+    if not rep or duration_s(rep) > HEARTBEAT_MAX_REPEAT_S:
+        errors.append(f"{rcv}: repeat_interval {rep} - the heartbeat must repeat at least every "
+                      f"{HEARTBEAT_MAX_REPEAT_S // 60} minutes")
+    if hb_route.get("group_interval") and rep and duration_s(hb_route["group_interval"]) > duration_s(rep):
+        errors.append(f"{rcv}: group_interval above repeat_interval")
+    for ir in cfg.get("inhibit_rules", []):
+        if am_matches(ir.get("target_matchers", []), {"alertname": "Watchdog", "severity": "none"}):
+            errors.append(f"inhibit rule {ir.get('source_matchers')} can silence Watchdog (the heartbeat)")
+    if env.ref is not None and not (dig(vals, "defaultRules.create") and dig(vals, "defaultRules.rules.general")):
+        errors.append("defaultRules.rules.general is off: the chart's Watchdog alert (the heartbeat) is gone")
     for k in ("group_by", "group_wait", "group_interval", "repeat_interval"):
         if not route.get(k):
             errors.append(f"route.{k} not set")
-    inhibit = [r for r in cfg.get("inhibit_rules", [])
-               if any("DchatTargetDown" in m for m in r.get("source_matchers", []))]
-    if not inhibit or "instance" not in inhibit[0].get("equal", []) or not inhibit[0].get("target_matchers"):
-        errors.append("no inhibit rule where DchatTargetDown inhibits the alerts of the same instance")
-    fail_if(errors, "PagerDuty: critical->high urgency, warning->low, send_resolved, key from a mounted Secret; "
-                    "grouping and TargetDown inhibition set")
+    # inhibitions: the required ones, and every equal label carried by both dchat alerts
+    labels_of = alert_labels(env)
+    rules = cfg.get("inhibit_rules", [])
+    for src, tgt, equal in REQUIRED_INHIBITIONS:
+        hit = [r for r in rules if am_matches(r.get("source_matchers", []), {"alertname": src, "severity": "critical"})
+               and am_matches(r.get("target_matchers", []), {"alertname": tgt, "severity": "warning"})
+               and set(r.get("equal", [])) == equal]
+        if not hit:
+            errors.append(f"no inhibit rule where {src} inhibits {tgt} with equal {sorted(equal)}")
+    for r in rules:
+        srcs = [a for a in labels_of if am_matches(r.get("source_matchers", []), {"alertname": a})
+                and any(m.strip().startswith("alertname") for m in r.get("source_matchers", []))]
+        tgts = [a for a in labels_of if am_matches(r.get("target_matchers", []), {"alertname": a})
+                and any(m.strip().startswith("alertname") for m in r.get("target_matchers", []))]
+        for a in srcs + tgts:
+            missing = set(r.get("equal", [])) - (labels_of[a] or set(r.get("equal", [])))
+            if missing:
+                errors.append(f"inhibit rule {r.get('source_matchers')} -> {r.get('target_matchers')}: {a} has no "
+                              f"{sorted(missing)} label, so `equal` compares empty values (inhibits everything or nothing)")
+    fail_if(errors, "PagerDuty: critical->high urgency, warning/info/unknown->low, send_resolved, keys from mounted "
+                    "Secrets; Watchdog -> heartbeat (repeating, never inhibited); grouping; inhibitions one page per "
+                    "cause, equal labels present on both alerts")
+
+
+def duration_s(d):
+    units = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800, "y": 31536000}
+    parts = re.findall(r"(\d+)(ms|[smhdwy])", str(d))
+    return sum(int(n) * units[u] for n, u in parts)
 
 
 # ====================================================================== 6. metrics vs the catalogue
@@ -345,7 +605,7 @@ def all_panels(d):
             yield c
 
 
-def usage_errors(expr, series, rec, record_name=None):
+def usage_errors(expr, series, rec, record_name=None, cat=None, all_rec=None):
     """Catalogue membership and usage rules for one PromQL expression. Returns (errors, families used)."""
     import promql_parser as p
     errors, used = [], set()
@@ -355,10 +615,14 @@ def usage_errors(expr, series, rec, record_name=None):
         return [f"PromQL does not parse: {e}"], used
     for node, anc in promql_walk(ast):
         if isinstance(node, p.AggregateExpr):
-            _, labels = agg_modifier(node)
+            kind, labels = agg_modifier(node)
             for l in labels:
                 if l == "service":
                     errors.append("groups by `service`: the operator's label (dchat's own is exported_service)")
+            inner = result_labels(node.expr, cat, all_rec if all_rec is not None else rec) if cat else None
+            if kind == "by" and inner is not None and set(labels) - inner:
+                errors.append(f"{node.op} by ({', '.join(labels)}): the series it aggregates have no "
+                              f"{sorted(set(labels) - inner)} label (they carry {sorted(inner)})")
         if not isinstance(node, p.VectorSelector):
             continue
         name = node.name
@@ -379,23 +643,71 @@ def usage_errors(expr, series, rec, record_name=None):
             if kind == "gauge" and in_range_fn and anc[-2].func.name in ("rate", "increase", "irate"):
                 errors.append(f"{name} is a gauge: rate()/increase() on it is meaningless")
             if kind == "bucket":
-                errors += bucket_errors(name, anc, record_name)
+                errors += bucket_errors(name, anc, record_name, node)
         elif name in rec:
             if "_bucket" in name:
-                errors += bucket_errors(name, anc, record_name)
+                errors += bucket_errors(name, anc, record_name, node)
         elif name in PROMETHEUS_SERIES:
-            pass
+            if in_range_fn and anc[-2].func.name in ("rate", "increase", "irate"):
+                errors.append(f"{name} is a gauge Prometheus writes: rate()/increase() on it is meaningless")
         else:
             errors.append(f"{name} is not in the metric catalogue (tests/data/catalog.tsv) nor a recording rule")
     return errors, used
 
 
-def bucket_errors(name, anc, record_name):
-    """A _bucket series must reach histogram_quantile (or a *_bucket recording) with `le` kept all the way."""
+# Bucket boundaries as Prometheus 2 stores them (as exposed) and as Prometheus 3 does (a float: "1" -> "1.0").
+COMMON_BOUNDARIES = ["0.0005", "0.001", "0.0025", "0.005", "0.01", "0.025", "0.05", "0.1", "0.25", "0.5", "1", "2.5",
+                     "5", "10", "25", "50", "100", "250", "500", "1000"]
+
+
+def prom3_le(s):
+    return s if s == "+Inf" or "." in s or "e" in s else s + ".0"
+
+
+def single_bucket(matcher):
+    """(ok, why) for an `le` matcher meant to pick one bucket: it must match that boundary as Prometheus 2 and
+    as Prometheus 3 write it, and no other boundary."""
+    op, v = str(matcher.op), matcher.value
+    alts = {a.replace("\\", "") for a in v.split("|")} if op.endswith("Re") else {v}
+    cands = set(COMMON_BOUNDARIES) | {prom3_le(b) for b in COMMON_BOUNDARIES} | {"+Inf"}
+    for a in alts:
+        try:
+            float(a)
+            cands |= {a, prom3_le(a)}
+        except ValueError:
+            pass
+    if op.endswith("Re"):
+        hit = {c for c in cands if re.fullmatch(v, c)}
+    elif op.endswith("Equal") and not op.endswith("NotEqual"):
+        hit = {v} & cands
+    else:
+        return False, f'le{op} "{v}" does not select one bucket'
+    values = {float(c) for c in hit}
+    if len(values) != 1:
+        return False, f'le matcher "{v}" selects {sorted(hit)}: it must select exactly one bucket boundary'
+    b = next(iter(values))
+    spellings = {c for c in cands if float(c) == b}
+    two = {min(spellings, key=len), prom3_le(min(spellings, key=len))}
+    if not two <= hit:
+        return False, (f'le matcher "{v}" matches {sorted(hit)} but not {sorted(two - hit)}: Prometheus 2 stores '
+                       f'le as exposed ("1"), Prometheus 3 as a float ("1.0"); match both, e.g. le=~"1|1\\\\.0"')
+    return True, ""
+
+
+def bucket_errors(name, anc, record_name, node=None):
+    """A _bucket series either reaches histogram_quantile (or a *_bucket recording) with `le` kept all the way,
+    or selects one bucket with an `le` matcher (an SLO ratio: good events = the bucket at the threshold)."""
     import promql_parser as p
+    le = [m for m in (node.matchers.matchers if node is not None else []) if m.name == "le"]
+    if le and len(le) == 1:
+        ok, why = single_bucket(le[0])
+        return [] if ok else [f"{name}: {why}"]
+    if le:
+        return [f"{name}: more than one le matcher"]
     hq = [i for i, a in enumerate(anc) if isinstance(a, p.Call) and a.func.name == "histogram_quantile"]
     if not hq and not (record_name and "_bucket" in record_name):
-        return [f"{name}: histogram buckets are only used through histogram_quantile(..., ... by (le))"]
+        return [f"{name}: histogram buckets are used through histogram_quantile(..., ... by (le)), or one bucket "
+                'with an le matcher (le=~"1|1\\\\.0")']
     start = hq[-1] + 1 if hq else 0
     errs = []
     for a in anc[start:]:
@@ -407,41 +719,99 @@ def bucket_errors(name, anc, record_name):
 
 
 def check_metrics(env):
-    cat = load_catalog(env.catalog_path)
+    cat, errors = env.catalog(), []
     series = series_families(cat)
     rec = recorded(env)
-    errors, rule_used, dash_used = [], set(), set()
+    rule_used, dash_used = set(), set()
     for r in rules_of(env):
-        errs, used = usage_errors(r["expr"], series, rec, r.get("record"))
+        errs, used = usage_errors(r["expr"], series, rec, r.get("record"), cat)
         errors += [f"alert-rules.yaml {r.get('alert') or r.get('record')}: {e}" for e in errs]
         rule_used |= used
+    node_level = {k: v for k, v in rec.items() if k.startswith("node:dchat_slo_")}
     for where, expr, _ in dashboard_exprs(env):
-        errs, used = usage_errors(expr, series, {}, None)  # dashboards query raw catalogue metrics
+        errs, used = usage_errors(expr, series, node_level, None, cat, rec)  # raw metrics; SLO series for budgets
         errors += [f"{where}: {e}" for e in errs]
         dash_used |= used
     for name in cat:
         if name not in dash_used:
             errors.append(f"catalogue metric {name} appears on no dashboard")
-    fail_if(errors, f"all queries name catalogue metrics (or `up`/recording rules); counters via rate/increase, "
-                    f"histograms via histogram_quantile by le; all {len(cat)} catalogue metrics on dashboards")
+    fail_if(errors, f"all queries name catalogue metrics (or Prometheus' series, recording rules); counters via "
+                    f"rate/increase; buckets via histogram_quantile by le or one le (both spellings); all "
+                    f"{len(cat)} catalogue metrics on dashboards")
 
 
 # ====================================================================== 7. alert coverage and annotations
 REQUIRED_ALERTS = {
     # alert name: (what the issue asks for, metrics its expression must reach)
     "DchatTargetDown": ("dchat target down", {"up"}),
+    "DchatTargetMissing": ("a namespace without dchat targets", {"up"}),
     "DchatNotReady": ("not ready", {"dchat_telemetry_ready"}),
-    "DchatHighErrorRate": ("error rate by type", {"dchat_errors_total"}),
-    "DchatHighMessageLatencyP95": ("p95 message latency", {"dchat_message_latency_seconds_bucket"}),
-    "DchatHighMessageLatencyP99": ("p99 message latency", {"dchat_message_latency_seconds_bucket"}),
+    "DchatNoReadyNode": ("no node of a namespace ready", {"dchat_telemetry_ready"}),
+    "DchatHighErrorRate": ("error rate by type, relative to traffic",
+                           {"dchat_errors_total", "dchat_messages_sent_total", "dchat_messages_received_total"}),
+    "DchatHighMessageLatencyP95": ("p95 message latency", {"dchat_message_latency_seconds_bucket",
+                                                           "dchat_message_latency_seconds_count"}),
+    "DchatHighMessageLatencyP99": ("p99 message latency", {"dchat_message_latency_seconds_bucket",
+                                                           "dchat_message_latency_seconds_count"}),
     "DchatRelayConnectionsGone": ("relay connections gone", {"dchat_relay_connections_active"}),
-    "DchatSlowDatabaseQueries": ("slow database queries", {"dchat_database_query_duration_seconds_bucket"}),
-    "DchatMessagesNotDelivered": ("messages sent but not received",
+    "DchatSlowDatabaseQueries": ("slow database queries", {"dchat_database_query_duration_seconds_bucket",
+                                                           "dchat_database_query_duration_seconds_count"}),
+    "DchatMessagesNotDelivered": ("messages sent but not received in a namespace",
                                   {"dchat_messages_sent_total", "dchat_messages_received_total"}),
+    "DchatNodeNotReceiving": ("one node receives nothing while the others send",
+                              {"dchat_messages_sent_total", "dchat_messages_received_total"}),
+    "DchatMessageLatencyBudgetBurn": ("latency SLO fast burn", {"dchat_message_latency_seconds_bucket",
+                                                                "dchat_message_latency_seconds_count"}),
+    "DchatMessageLatencyBudgetBurnSlow": ("latency SLO slow burn", {"dchat_message_latency_seconds_bucket",
+                                                                    "dchat_message_latency_seconds_count"}),
+    "DchatMessageDeliveryBudgetBurn": ("delivery SLO fast burn", {"dchat_messages_send_failed_total",
+                                                                  "dchat_messages_sent_total"}),
+    "DchatMessageDeliveryBudgetBurnSlow": ("delivery SLO slow burn", {"dchat_messages_send_failed_total",
+                                                                      "dchat_messages_sent_total"}),
     "DchatLabelCardinalityOverflow": ("label cardinality overflow", {"dchat_telemetry_label_sets_dropped_total"}),
+    "DchatTelemetryValuesDropped": ("values dropped", {"dchat_telemetry_values_dropped_total"}),
+    "DchatTelemetryHealthCheckFailing": ("health-check failures", {"dchat_telemetry_health_check_failures_total"}),
+    "DchatScrapeNearTimeout": ("scrape render time near the scrape timeout",
+                               {"dchat_telemetry_scrape_duration_seconds_sum", "scrape_duration_seconds"}),
+    "DchatScrapeSampleLimitNear": ("samples near the sampleLimit", {"scrape_samples_scraped"}),
+    "DchatTelemetryFilterBlocked": ("a tracing filter blocks the layer", {"dchat_telemetry_filter_blocked"}),
 }
-QUANTILE = {"DchatHighMessageLatencyP95": "0.95", "DchatHighMessageLatencyP99": "0.99"}
+QUANTILE = {"DchatHighMessageLatencyP95": "0.95", "DchatHighMessageLatencyP99": "0.99",
+            "DchatSlowDatabaseQueries": "0.95"}
 PLAIN_FOR = re.compile(r"^\s+for: (\d+[smhdw])\s*$")
+# Multi-window, multi-burn-rate (SRE workbook): (long window, short window, burn factor) pairs per alert kind.
+BURN_PAIRS = {"fast": [("1h", "5m", "14.4"), ("6h", "30m", "6")], "slow": [("1d", "2h", "3"), ("3d", "6h", "1")]}
+# Alert thresholds tied to a ServiceMonitor field: alert -> (regex for the constant in the expr, field, fraction)
+SM_TIES = {"DchatScrapeNearTimeout": (r"0\.5 \* (\d+)", "scrapeTimeout", 0.5),
+           "DchatScrapeSampleLimitNear": (r"0\.8 \* (\d+)", "sampleLimit", 0.8)}
+
+
+def slo_errors(by_name):
+    """The SLO alerts: both window pairs with the workbook's factors of one budget, a traffic guard, page =
+    critical, ticket = warning, and a `slo` label."""
+    errors = []
+    for name, r in by_name.items():
+        m = re.fullmatch(r"Dchat\w+BudgetBurn(Slow)?", name)
+        if not m:
+            continue
+        kind = "slow" if m.group(1) else "fast"
+        expr = " ".join(r["expr"].split())
+        budgets = set(re.findall(r"> \((?:[\d.]+) \* ([\d.]+)\)", expr))
+        if len(budgets) != 1:
+            errors.append(f"{name}: every threshold must be (factor * budget) of one budget, found {sorted(budgets)}")
+        for long_w, short_w, factor in BURN_PAIRS[kind]:
+            for w in (long_w, short_w):
+                if not re.search(rf"_error_ratio:rate{w} > \({re.escape(factor)} \* [\d.]+\)", expr):
+                    errors.append(f"{name}: missing the {w} window at {factor}x the budget "
+                                  f"({long_w}/{short_w} pair, SRE workbook)")
+            if not re.search(rf"_events:rate{long_w} >= ", expr):
+                errors.append(f"{name}: no minimum-traffic guard on the {long_w} window")
+        want = "critical" if kind == "fast" else "warning"
+        if (r.get("labels") or {}).get("severity") != want:
+            errors.append(f"{name}: a {'page' if kind == 'fast' else 'ticket'} must have severity {want}")
+        if not (r.get("labels") or {}).get("slo"):
+            errors.append(f"{name}: no `slo` label")
+    return errors
 
 
 def names_reached(expr, rec, depth=0):
@@ -469,8 +839,24 @@ def check_alerts(env):
         reached = names_reached(r["expr"], rec)
         if not metrics <= reached:
             errors.append(f"{name} ({what}) must be based on {sorted(metrics)}, reads {sorted(reached)}")
-        if name in QUANTILE and f"histogram_quantile({QUANTILE[name]}" not in r["expr"].replace(" ", ""):
+        if name in QUANTILE and f"histogram_quantile({QUANTILE[name]}," not in r["expr"].replace(" ", ""):
             errors.append(f"{name}: expected histogram_quantile({QUANTILE[name]}, ...)")
+        if name in QUANTILE and not re.search(r"\band\b[^>]*_count:rate5m >= ", " ".join(r["expr"].split())):
+            errors.append(f"{name}: a percentile needs traffic: `and` a minimum count rate (..._count:rate5m >= ...)")
+    for name, (pattern, field, frac) in SM_TIES.items():
+        r = by_name.get(name)
+        sm = next((d for d in load_docs(env.mon / "servicemonitor.yaml") if d.get("kind") == "ServiceMonitor"), {})
+        want = dig(sm, "spec.sampleLimit") if field == "sampleLimit" else \
+            duration_s(dig(sm, "spec.endpoints", [{}])[0].get("scrapeTimeout", "10s"))
+        got = [int(x) for x in re.findall(pattern, r["expr"])] if r else []
+        if r and (not got or any(g != want for g in got)):
+            errors.append(f"{name}: its threshold must be {frac} * the ServiceMonitor's {field} ({want}), "
+                          f"the expression says {frac} * {got}")
+    errors += slo_errors(by_name)
+    tm = by_name.get("DchatTargetMissing")
+    if tm and not re.search(r"by \(namespace", tm["expr"]):
+        errors.append("DchatTargetMissing must work per namespace (one namespace losing its targets while another "
+                      "is fine), not only a global absent()")
     if "DchatHighErrorRate" in by_name and "type" not in json.dumps(by_name["DchatHighErrorRate"]["annotations"]):
         errors.append("DchatHighErrorRate must name the error type ($labels.type)")
     for r in rules:
@@ -528,10 +914,16 @@ def sdk_dropped_keys(d):
     return dropped
 
 
+NODE_VARS = ("namespace", "node_id", "instance")
+
+
 def check_dashboards(env):
     import promql_parser as p
-    cat = load_catalog(env.catalog_path)
+    cat = env.catalog()
     series = series_families(cat)
+    rec = recorded(env)
+    slis = sorted({m.group(1) for r in rec for m in [re.fullmatch(r"node:dchat_slo_(\w+)_errors:rate5m", r)] if m})
+    budget_panels, burn_panels, up_panel = set(), set(), False
     errors, uids = [], set()
     per_metric_unit, quantiles, errors_by_type = {}, {}, False
     files = sorted((env.mon / "dashboards").glob("*.json"))
@@ -552,7 +944,7 @@ def check_dashboards(env):
         ds = variables.get("datasource")
         if not ds or ds.get("type") != "datasource" or ds.get("query") != "prometheus":
             errors.append(f"{fn}: needs a `datasource` template variable of type datasource, query prometheus")
-        for vn in ("namespace", "instance"):
+        for vn in NODE_VARS:
             v = variables.get(vn)
             q = json.dumps((v or {}).get("query"))
             if not v or v.get("type") != "query" or "label_values" not in q or f", {vn})" not in q:
@@ -582,21 +974,40 @@ def check_dashboards(env):
                 where = f"{fn}: panel {title!r} {t.get('refId')}"
                 if dig(t, "datasource.uid") != "${datasource}":
                     errors.append(f"{where}: target datasource must be ${{datasource}}")
-                if "{{instance}}" not in t.get("legendFormat", ""):
-                    errors.append(f"{where}: legend must show {{{{instance}}}} (one series per node)")
+                expr = t.get("expr", "")
                 try:
-                    ast = parse_promql(t.get("expr", ""))
+                    ast = parse_promql(expr)
                 except Exception as e:  # noqa: BLE001
                     errors.append(f"{where}: PromQL does not parse: {e}")
                     continue
+                legend = t.get("legendFormat", "")
+                names = {n.name for n, _ in promql_walk(ast) if isinstance(n, p.VectorSelector)}
+                only_prom = names and names <= set(PROMETHEUS_SERIES)
+                if not only_prom and "{{node_id}}" not in legend:
+                    errors.append(f"{where}: legend must name the node ({{{{node_id}}}}), not its address")
+                if only_prom and not re.search(r"\{\{(pod|instance)\}\}", legend):
+                    errors.append(f"{where}: legend must name the target ({{{{pod}}}})")
+                have = result_labels(ast, cat, rec)
+                shown = set(re.findall(r"\{\{\s*(\w+)\s*\}\}", legend))
+                if have is not None and shown - have:
+                    errors.append(f"{where}: legend shows {sorted(shown - have)}, which the query's result does not "
+                                  f"carry (it keeps {sorted(have)})")
+                if "up" in names:
+                    up_panel = True
+                for sli in slis:
+                    if f"node:dchat_slo_{sli}_errors:rate5m" in expr and "$__range" in expr:
+                        budget_panels.add(sli)
+                    if f"node:dchat_slo_{sli}_error_ratio:rate1h" in expr:
+                        burn_panels.add(sli)
                 hq = None
                 for node, anc in promql_walk(ast):
                     if isinstance(node, p.Call) and node.func.name == "histogram_quantile":
                         hq = str(node.args[0])
                     if isinstance(node, p.AggregateExpr):
                         kind, labels = agg_modifier(node)
-                        if not ((kind == "by" and "instance" in labels) or (kind == "without" and "instance" not in labels)):
-                            errors.append(f"{where}: aggregation must keep `instance` (multi-node)")
+                        if not ((kind == "by" and {"instance", "node_id"} & set(labels))
+                                or (kind == "without" and not {"instance", "node_id"} <= set(labels))):
+                            errors.append(f"{where}: aggregation must keep the node (`instance` or `node_id`)")
                         if kind == "by" and "type" in labels and "dchat_errors_total" in t.get("expr", ""):
                             errors_by_type = True
                     if isinstance(node, p.VectorSelector) and node.name in series:
@@ -604,10 +1015,18 @@ def check_dashboards(env):
                         per_metric_unit.setdefault(fam, set()).add(unit)
                         if hq:
                             quantiles.setdefault(fam, set()).add(float(hq))
+                    if isinstance(node, p.VectorSelector) and node.name:
                         ms = {(m.name, m.value) for m in node.matchers.matchers}
-                        if ("namespace", "$namespace") not in ms or ("instance", "$instance") not in ms:
-                            errors.append(f"{where}: {node.name} must be filtered by namespace=~\"$namespace\", "
-                                          f"instance=~\"$instance\"")
+                        if node.name in series:
+                            need = NODE_VARS
+                        elif node.name in PROMETHEUS_SERIES:
+                            need = ("namespace", "instance")    # Prometheus' own series carry no node_id
+                        else:                                   # recorded: the node variables they carry
+                            need = [v for v in NODE_VARS if v in (result_labels(node, cat, rec) or NODE_VARS)]
+                        missing = [v for v in need if (v, f"${v}") not in ms]
+                        if missing:
+                            errors.append(f"{where}: {node.name} must be filtered by "
+                                          + ", ".join(f'{v}=~"${v}"' for v in missing))
         for k in sdk_dropped_keys(d):
             errors.append(f"{fn}: key {k} is not in Grafana's dashboard schema (grafana-foundation-sdk drops it)")
     for name, m in cat.items():
@@ -617,14 +1036,23 @@ def check_dashboards(env):
             errors.append(f"histogram {name}: needs p50, p95 and p99 (has {sorted(quantiles.get(name, []))})")
     if not errors_by_type:
         errors.append("no panel shows dchat_errors_total by type")
-    fail_if(errors, f"{len(files)} dashboard(s): stable uid, $datasource/$namespace/$instance, a panel with unit per "
-                    "catalogue metric, p50/p95/p99, errors by type, per instance; Grafana schema round trip clean")
+    if not up_panel:
+        errors.append("no panel shows `up` (whether Prometheus can scrape each target)")
+    for sli in slis:
+        if sli not in budget_panels:
+            errors.append(f"SLO {sli}: no error-budget panel (node:dchat_slo_{sli}_errors:rate5m over $__range)")
+        if sli not in burn_panels:
+            errors.append(f"SLO {sli}: no burn-rate panel (node:dchat_slo_{sli}_error_ratio:rate1h)")
+    fail_if(errors, f"{len(files)} dashboard(s): stable uid, $datasource/$namespace/$node_id/$instance, a panel with "
+                    "unit per catalogue metric, p50/p95/p99, errors by type, up, error budget and burn rate per SLO, per "
+                    "node with node_id legends the queries carry; Grafana schema round trip clean")
 
 
 # ====================================================================== 9. secrets
 SECRET_PATTERNS = [
     (re.compile(r"-----BEGIN [A-Z ]*PRIVATE KEY-----"), "private key"),
-    (re.compile(r"^\s*(-\s+)?(routing_key|service_key|api_key|auth_token|client_secret)\s*:\s*\S", re.M), "inline credential"),
+    (re.compile(r"^\s*(-\s+)?(routing_key|service_key|api_key|auth_token|client_secret|credentials|bearer_token)\s*:\s*\S", re.M),
+     "inline credential"),
     (re.compile(r"^\s*(-\s+)?(adminPassword|password|admin-password)\s*:\s*\S", re.M), "inline password"),
     (re.compile(r"(?<![0-9a-fA-F])[0-9a-f]{32}(?![0-9a-fA-F])"), "32-hex token (PagerDuty key shape)"),
 ]
@@ -658,20 +1086,21 @@ def check_secrets(env):
         errors.append("grafana.adminPassword is set (chart default or ours): use grafana.admin.existingSecret")
     _, cfg = am_config(env)
     key_files = [c.get("routing_key_file", "") for r in cfg.get("receivers", []) for c in r.get("pagerduty_configs", []) or []]
-    pd_secrets = {m.group(1) for f in key_files for m in [re.match(r"^/etc/alertmanager/secrets/([^/]+)/", f)] if m}
-    if not pd_secrets:
+    if not any(re.match(r"^/etc/alertmanager/secrets/([^/]+)/", f) for f in key_files):
         errors.append("PagerDuty key not read from a mounted Secret (routing_key_file)")
+    pd_secrets = {m.group(1) for _, _, f in secret_files(cfg) for m in [re.match(r"^/etc/alertmanager/secrets/([^/]+)/", f)] if m}
     readme = (env.mon / "README.md").read_text(encoding="utf-8")
     for s in sorted(pd_secrets | ({grafana_secret} if grafana_secret else set())):
         if not re.search(rf"kubectl[^\n]*create secret generic {re.escape(s)}\b", readme):
             errors.append(f"README.md does not show how to create Secret {s} (kubectl create secret generic {s} ...)")
-    fail_if(errors, f"no secret in the repository; Grafana admin from Secret {grafana_secret}, PagerDuty key from "
-                    f"Secret {', '.join(sorted(pd_secrets))}; README shows how to create both")
+    fail_if(errors, f"no secret in the repository; Grafana admin from Secret {grafana_secret}, Alertmanager "
+                    f"credentials from Secrets {', '.join(sorted(pd_secrets))}; README shows how to create each")
 
 
 COMMANDS = {
     "crds": check_crds, "values": check_values, "wiring": check_wiring, "configmap": check_configmap,
     "test-coverage": check_test_coverage, "am-structure": check_am_structure, "metrics": check_metrics,
+    "rule-scope": check_rule_scope,
     "alerts": check_alerts, "dashboards": check_dashboards, "secrets": check_secrets,
 }
 

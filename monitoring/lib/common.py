@@ -8,8 +8,8 @@ import yaml
 
 RELEASE = "monitoring"  # the Helm release name the README installs
 RUNBOOK_BASE = "https://github.com/dchat/dchat-telemetry/blob/main/monitoring/runbooks/"
-# Series that Prometheus itself creates per target (not in the crate's catalogue).
-PROMETHEUS_SERIES = {"up"}
+# Series that Prometheus itself creates per target (not in the crate's catalogue), with their kind.
+PROMETHEUS_SERIES = {"up": "gauge", "scrape_samples_scraped": "gauge", "scrape_duration_seconds": "gauge"}
 # Labels the prometheus-operator puts on every target (honorLabels: false), and dchat's constant labels
 # as they arrive (dchat's own `service` becomes `exported_service`).
 TARGET_LABELS = {"namespace", "pod", "container", "endpoint", "job", "instance", "service"}
@@ -24,6 +24,10 @@ class Env:
         self.catalog_path = pathlib.Path(os.environ["CATALOG"])
         ref = os.environ.get("REF", "")
         self.ref = pathlib.Path(ref) if ref and pathlib.Path(ref).is_dir() else None
+
+    def catalog(self):
+        """The metric catalogue (tests/data/catalog.tsv): name -> {type, labels, unit, help}."""
+        return load_catalog(self.catalog_path)
 
 
 def fail_if(errors, ok_message):
@@ -182,3 +186,102 @@ def agg_modifier(node):
         return None, []
     kind = "by" if str(m.type).endswith("By") else "without"
     return kind, list(m.labels)
+
+
+def result_labels(node, cat, rec, depth=0):
+    """The labels every series of a PromQL expression's result carries (a set), or None when unknown.
+    cat: the metric catalogue; rec: recording rule name -> expr (followed, so recorded series are known too).
+    Mirrors Prometheus: by() keeps its labels, one-to-one matching with on() keeps only those, group_left/right
+    keep the many side, `or` guarantees only what both sides have."""
+    import promql_parser as p
+    if depth > 8:
+        return None
+    if isinstance(node, p.VectorSelector):
+        name = node.name
+        if name in PROMETHEUS_SERIES:
+            return set(TARGET_LABELS)
+        if name in rec:
+            return result_labels(parse_promql(rec[name]), cat, rec, depth + 1)
+        fam = series_families(cat).get(name)
+        if fam is None:
+            return None
+        labels = set(cat[fam[0]]["labels"]) | TARGET_LABELS | CONSTANT_LABELS
+        return labels | ({"le"} if fam[1] == "bucket" else set())
+    if isinstance(node, (p.MatrixSelector,)):
+        return result_labels(node.vector_selector, cat, rec, depth)
+    if isinstance(node, (p.ParenExpr, p.UnaryExpr, p.SubqueryExpr)):
+        return result_labels(node.expr, cat, rec, depth)
+    if isinstance(node, (p.NumberLiteral, p.StringLiteral)):
+        return set()
+    if isinstance(node, p.AggregateExpr):
+        kind, labels = agg_modifier(node)
+        inner = result_labels(node.expr, cat, rec, depth)
+        if node.op.__str__().endswith(("topk", "bottomk")):
+            return inner
+        if kind == "by":
+            return set(labels)
+        if kind == "without":
+            return None if inner is None else inner - set(labels)
+        return set()
+    if isinstance(node, p.Call):
+        fn = node.func.name
+        args = list(node.args)
+        if fn in ("vector", "time", "scalar", "pi"):
+            return set()
+        if fn == "histogram_quantile":
+            inner = result_labels(args[1], cat, rec, depth)
+            return None if inner is None else inner - {"le"}
+        if fn in ("absent", "absent_over_time"):
+            sel = args[0].vector_selector if isinstance(args[0], p.MatrixSelector) else args[0]
+            if isinstance(sel, p.VectorSelector):
+                return {m.name for m in sel.matchers.matchers if str(m.op).endswith("Equal")
+                        and not str(m.op).endswith("NotEqual") and m.name != "__name__"}
+            return set()
+        if fn == "label_replace":
+            inner = result_labels(args[0], cat, rec, depth)
+            return None if inner is None else inner | {str(args[1]).strip('"')}
+        for a in args:
+            if not isinstance(a, (p.NumberLiteral, p.StringLiteral)):
+                return result_labels(a, cat, rec, depth)
+        return set()
+    if isinstance(node, p.BinaryExpr):
+        lhs, rhs = node.lhs, node.rhs
+        ls, rs = result_labels(lhs, cat, rec, depth), result_labels(rhs, cat, rec, depth)
+        scalar = (p.NumberLiteral,)
+        if isinstance(lhs, scalar) or ls == set() and _is_scalar(lhs):
+            return rs
+        if isinstance(rhs, scalar) or rs == set() and _is_scalar(rhs):
+            return ls
+        op = str(node.op).lower()
+        m = node.modifier
+        matching = m.matching if m else None
+        on = matching is not None and str(matching.type).endswith("On")
+        mlabels = set(matching.labels) if matching is not None else set()
+        card = str(m.card) if m else "OneToOne"
+        if op.endswith(("and", "unless", "land", "lunless")):
+            return ls
+        if op.endswith(("or", "lor")):
+            return None if ls is None or rs is None else ls & rs
+        include = set(m.group_labels or []) if m and m.group_labels else set()
+        if card.endswith("ManyToOne"):
+            return None if ls is None else ls | include
+        if card.endswith("OneToMany"):
+            return None if rs is None else rs | include
+        if on:
+            return mlabels
+        return None if ls is None else ls - mlabels
+    return None
+
+
+def _is_scalar(node):
+    """A scalar-valued expression (a number, time(), arithmetic on them)."""
+    import promql_parser as p
+    if isinstance(node, p.NumberLiteral):
+        return True
+    if isinstance(node, p.ParenExpr):
+        return _is_scalar(node.expr)
+    if isinstance(node, p.Call):
+        return node.func.name in ("time", "scalar", "pi")
+    if isinstance(node, p.BinaryExpr):
+        return _is_scalar(node.lhs) and _is_scalar(node.rhs)
+    return False

@@ -14,8 +14,7 @@ use std::sync::Arc;
 
 use super::span::SpanCell;
 
-/// Entries kept per thread.
-pub(crate) const MAX_ENTERED: usize = 128;
+use crate::limits::MAX_ENTERED;
 
 /// One entered span of one layer.
 #[derive(Debug)]

@@ -8,15 +8,11 @@ use crate::sync::Recover;
 use std::cell::RefCell;
 use std::sync::{Arc, Mutex, MutexGuard};
 
-use crate::labels::MAX_LABEL_VALUE_LEN;
-use crate::meters::Series;
-
-/// Label fields a span keeps.
-pub(crate) const SPAN_FIELDS: usize = 8;
-/// Bytes of label values a span keeps; a value that does not fit is cut.
-const SPAN_BYTES: usize = 256;
-/// Open/close gauges per span.
-pub(crate) const SPAN_ACTIVE: usize = 2;
+use crate::limits::{
+    MAX_LABEL_VALUE_LEN, MAX_SPAN_ACTIVE, SPAN_BYTES, SPAN_CELLS_PER_THREAD, SPAN_CELLS_SHARED,
+    SPAN_FIELDS, SPAN_TABLE_SHARDS,
+};
+use crate::series::Series;
 
 /// Label-field values kept inline (no heap).
 #[derive(Debug, Clone, Default)]
@@ -112,7 +108,7 @@ pub(crate) struct SpanState {
     pub(crate) start: u64,
     pub(crate) fields: InlineFields,
     /// Series the span added 1 to when it opened (per `SpanActive` action, in plan order).
-    pub(crate) active: [Option<Arc<Series>>; SPAN_ACTIVE],
+    pub(crate) active: [Option<Arc<Series>>; MAX_SPAN_ACTIVE],
     /// The span's id (to look its parent up in the registry).
     pub(crate) id: u64,
     /// The nearest enclosing span this layer keeps state for (its parent in the span tree as
@@ -152,16 +148,12 @@ impl SpanCell {
     }
 }
 
-/// Cells kept per thread for reuse, so that opening a span allocates nothing in steady state.
-const POOLED_PER_THREAD: usize = 64;
-
 thread_local! {
     static POOL: RefCell<Vec<Arc<SpanCell>>> = const { RefCell::new(Vec::new()) };
 }
 
-/// Cells kept for the whole process, for threads that close more spans than they open (spans
-/// opened on one worker thread and closed on another).
-const POOLED_SHARED: usize = 4096;
+// The shared pool is for threads that close more spans than they open (spans opened on one
+// worker thread and closed on another).
 
 static SHARED_POOL: Mutex<Vec<Arc<SpanCell>>> = Mutex::new(Vec::new());
 
@@ -183,9 +175,9 @@ fn recycle(cell: Arc<SpanCell>) {
     }
     let cell = POOL
         .try_with(|p| match p.try_borrow_mut() {
-            Ok(mut pool) if pool.len() < POOLED_PER_THREAD => {
+            Ok(mut pool) if pool.len() < SPAN_CELLS_PER_THREAD => {
                 if pool.capacity() == 0 {
-                    pool.reserve_exact(POOLED_PER_THREAD);
+                    pool.reserve_exact(SPAN_CELLS_PER_THREAD);
                 }
                 pool.push(cell);
                 None
@@ -195,13 +187,11 @@ fn recycle(cell: Arc<SpanCell>) {
         .unwrap_or(None);
     if let Some(cell) = cell {
         let mut shared = SHARED_POOL.lock().recover();
-        if shared.len() < POOLED_SHARED {
+        if shared.len() < SPAN_CELLS_SHARED {
             shared.push(cell);
         }
     }
 }
-
-const SHARDS: usize = 64;
 
 type Shard = Mutex<hashbrown::HashMap<u64, Arc<SpanCell>>>;
 
@@ -214,7 +204,7 @@ pub(crate) struct SpanTable {
 impl SpanTable {
     pub(crate) fn new() -> Self {
         SpanTable {
-            shards: (0..SHARDS)
+            shards: (0..SPAN_TABLE_SHARDS)
                 .map(|_| Mutex::new(hashbrown::HashMap::with_capacity(16)))
                 .collect(),
         }
@@ -223,7 +213,7 @@ impl SpanTable {
     /// The shard holding span `id`, locked. A poisoned shard is used as is: its data is plain
     /// values that a panic cannot leave half-updated in a harmful way.
     fn shard(&self, id: u64) -> MutexGuard<'_, hashbrown::HashMap<u64, Arc<SpanCell>>> {
-        let i = (id.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 58) as usize % SHARDS;
+        let i = (id.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 58) as usize % SPAN_TABLE_SHARDS;
         self.shards[i].lock().recover()
     }
 

@@ -7,8 +7,9 @@ use std::panic::{catch_unwind, AssertUnwindSafe};
 
 use tracing_core::field::{Field, Visit};
 
-use super::callsite::{FieldUse, Plan, MAX_CAPTURES, NONE};
-use crate::labels::{push_sanitized, CappedWriter, MAX_LABEL_VALUE_LEN};
+use crate::labels::{push_sanitized, CappedWriter};
+use crate::limits::{MAX_CAPTURES, MAX_LABEL_VALUE_LEN};
+use crate::plan::{FieldUse, Plan, NONE};
 use crate::value::{DropReason, Num};
 
 // The capture bit sets are `u16`s.
@@ -89,6 +90,19 @@ impl Scratch {
             self.nums[slot] = n;
             self.has_num |= 1 << slot;
         }
+    }
+
+    /// An empty scratch of its own (tests).
+    #[cfg(test)]
+    pub(crate) fn new_for_test() -> Self {
+        Scratch::new()
+    }
+
+    /// Captures `v` as the label value of `slot` (tests).
+    #[cfg(test)]
+    pub(crate) fn set_label_for_test(&mut self, slot: usize, v: &str) {
+        let r = self.push(v);
+        self.set_label(slot, r);
     }
 
     pub(crate) fn str(&self, (start, end): (u32, u32)) -> &str {

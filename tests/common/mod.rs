@@ -344,13 +344,19 @@ pub fn server_telemetry() -> Telemetry {
 /// (`scripts/check-exposition.py`); `Err` with the parser's complaint when it rejects it.
 /// Panics when Python or the package is missing (`scripts/install-tools` installs it).
 pub fn python_parse(text: &str) -> Result<usize, String> {
+    python_parse_with(text, &[])
+}
+
+/// Like [`python_parse`], with Python `prometheus_client`'s OpenMetrics parser.
+pub fn python_parse_openmetrics(text: &str) -> Result<usize, String> {
+    python_parse_with(text, &["--openmetrics"])
+}
+
+fn python_parse_with(text: &str, flags: &[&str]) -> Result<usize, String> {
     let script = concat!(env!("CARGO_MANIFEST_DIR"), "/scripts/check-exposition.py");
-    let out = pipe_through(
-        "python3",
-        &[script],
-        text,
-        "run scripts/install-tools first",
-    );
+    let mut args = vec![script];
+    args.extend_from_slice(flags);
+    let out = pipe_through("python3", &args, text, "run scripts/install-tools first");
     let stderr = String::from_utf8_lossy(&out.stderr).to_string();
     assert!(
         !stderr.contains("No module named"),

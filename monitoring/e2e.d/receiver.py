@@ -1,10 +1,13 @@
 #!/usr/bin/env python3
-"""A stand-in for PagerDuty's Events API v2 (https://events.pagerduty.com/v2/enqueue), for monitoring/e2e.
+"""Stand-ins for the HTTP services Alertmanager and vmalert notify, for monitoring/e2e: PagerDuty's Events
+API v2 (https://events.pagerduty.com/v2/enqueue), a heartbeat service (the dead man's switch: Alertmanager's
+webhook for Watchdog) and an Alertmanager API for vmalert (POST /api/v2/alerts).
 
-Listens on 127.0.0.1 (port 0 = any free port; the port it got is written to --port-file), accepts
-POST /v2/enqueue with a JSON body, appends {"received_at": <unix time>, "event": <body>} as one line to
---events, and answers 202 like PagerDuty does. Anything that is not a JSON object is answered 400 and
-recorded with "invalid" set, so the test can see it. GET /events returns everything recorded so far.
+Listens on 127.0.0.1 (port 0 = any free port; the port it got is written to --port-file) and appends one JSON
+line per POST to --events: {"received_at": <unix time>, "path": ..., "authorization": <header or null>, and
+"event": <body> for /v2/enqueue, "body": <body> for any other path}. /v2/enqueue is answered 202 like PagerDuty
+does, anything that is not a JSON object 400 (recorded with "invalid" set, so the test can see it); other
+paths accept any JSON (200). GET /events returns everything recorded so far.
 """
 import argparse
 import json
@@ -36,22 +39,24 @@ def main():
             self.wfile.write(body)
 
         def do_POST(self):  # noqa: N802 (http.server naming)
-            if self.path.rstrip("/") != "/v2/enqueue":
-                return self._answer(404, {"status": "not found"})
+            path = self.path.rstrip("/")
             n = int(self.headers.get("Content-Length") or 0)
-            raw = self.rfile.read(min(n, 1 << 20))
-            rec = {"received_at": time.time()}
+            raw = self.rfile.read(min(n, 4 << 20))
+            rec = {"received_at": time.time(), "path": path, "authorization": self.headers.get("Authorization")}
+            pagerduty = path == "/v2/enqueue"
             try:
-                ev = json.loads(raw)
-                if not isinstance(ev, dict):
+                body = json.loads(raw)
+                if pagerduty and not isinstance(body, dict):
                     raise ValueError("not a JSON object")
-                rec["event"] = ev
+                rec["event" if pagerduty else "body"] = body
             except ValueError as e:
                 rec["invalid"] = f"{e}: {raw[:200]!r}"
             with LOCK, open(args.events, "a", encoding="utf-8") as f:
                 f.write(json.dumps(rec) + "\n")
             if "invalid" in rec:
                 return self._answer(400, {"status": "invalid event", "message": rec["invalid"]})
+            if not pagerduty:
+                return self._answer(200, {"status": "success"})
             return self._answer(202, {"status": "success", "message": "Event processed",
                                       "dedup_key": rec["event"].get("dedup_key", "")})
 
@@ -71,7 +76,7 @@ def main():
     with open(args.port_file + ".tmp", "w", encoding="utf-8") as f:
         f.write(str(srv.server_address[1]))
     os.replace(args.port_file + ".tmp", args.port_file)
-    print(f"pagerduty-receiver: listening on 127.0.0.1:{srv.server_address[1]}", flush=True)
+    print(f"receiver: listening on 127.0.0.1:{srv.server_address[1]}", flush=True)
     try:
         srv.serve_forever()
     except KeyboardInterrupt:

@@ -2,8 +2,7 @@
 //! so that comparing an event's values with a cached series follows one pointer instead of one
 //! per value.
 
-/// Values a key holds at most (the layer resolves at most this many labels per metric).
-pub(crate) const MAX_KEY_VALUES: usize = 8;
+use crate::limits::MAX_LABELS as MAX_KEY_VALUES;
 
 /// The label values of one series, in label-name order.
 pub(crate) struct LabelKey {
@@ -35,8 +34,8 @@ impl LabelKey {
         }
     }
 
-    /// The value at `i`.
-    fn get(&self, i: usize) -> &str {
+    /// The value at `i` (empty past the end).
+    pub(crate) fn get(&self, i: usize) -> &str {
         let start = if i == 0 { 0 } else { self.ends[i - 1] };
         let end = self.ends.get(i).copied().unwrap_or(start);
         self.joined

@@ -1,0 +1,254 @@
+//! The exposition: every series rendered in the Prometheus text format 0.0.4 or OpenMetrics
+//! 1.0, chosen from the scraper's `Accept` header, plus the process and tokio runtime metrics
+//! read at scrape time.
+
+mod negotiate;
+pub(crate) mod process;
+pub(crate) mod runtime;
+mod writer;
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+
+use arrayvec::ArrayVec;
+
+use crate::catalog::MetricKind;
+use crate::limits::MAX_LABELS;
+use crate::series::cell::Reading;
+use crate::series::{Metric, Series, OVERFLOW_LABEL, OVERFLOW_SET};
+pub(crate) use negotiate::negotiate;
+use writer::{Label, Le, Type, Value, Writer};
+
+/// The `Content-Type` of the text exposition.
+pub const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
+/// The `Content-Type` of the OpenMetrics exposition.
+pub const OPENMETRICS_CONTENT_TYPE: &str =
+    "application/openmetrics-text; version=1.0.0; charset=utf-8";
+
+/// An exposition format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum Format {
+    /// The Prometheus text format 0.0.4.
+    Text,
+    /// OpenMetrics 1.0 (with exemplars).
+    OpenMetrics,
+}
+
+impl Format {
+    /// The `Content-Type` this format is served with.
+    #[must_use]
+    pub fn content_type(self) -> &'static str {
+        match self {
+            Format::Text => CONTENT_TYPE,
+            Format::OpenMetrics => OPENMETRICS_CONTENT_TYPE,
+        }
+    }
+
+    /// The value of the `format` label of `dchat_telemetry_scrapes_total`.
+    pub(crate) fn label(self) -> &'static str {
+        match self {
+            Format::Text => "text",
+            Format::OpenMetrics => "openmetrics",
+        }
+    }
+}
+
+/// A family read at scrape time (process and runtime metrics): its samples, each with at most
+/// one label.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct Collected {
+    pub(crate) info: &'static crate::catalog::MetricInfo,
+    pub(crate) samples: Vec<(Option<(&'static str, String)>, f64)>,
+}
+
+/// Renders metrics, and remembers how long the last exposition was (to size the next buffer).
+#[derive(Debug)]
+pub(crate) struct Exposition {
+    /// Constant labels, sorted by name.
+    consts: Vec<(String, String)>,
+    last_len: AtomicUsize,
+}
+
+/// One family to write: a metric of the store, or one read at scrape time.
+enum Family<'a> {
+    Stored(&'a Metric),
+    Collected(&'a Collected),
+}
+
+impl Family<'_> {
+    fn name(&self) -> &str {
+        match self {
+            Family::Stored(m) => &m.def.name,
+            Family::Collected(c) => c.info.name,
+        }
+    }
+}
+
+impl Exposition {
+    pub(crate) fn new(mut consts: Vec<(String, String)>) -> Self {
+        consts.sort_by(|a, b| a.0.cmp(&b.0));
+        Exposition {
+            consts,
+            last_len: AtomicUsize::new(16 * 1024),
+        }
+    }
+
+    /// Renders `metrics` (their series in label order) and `collected`, families sorted by name.
+    pub(crate) fn render(
+        &self,
+        metrics: &[Arc<Metric>],
+        collected: &[Collected],
+        format: Format,
+    ) -> String {
+        let mut families: Vec<Family<'_>> = metrics
+            .iter()
+            .map(|m| Family::Stored(m))
+            .chain(collected.iter().map(Family::Collected))
+            .collect();
+        families.sort_by(|a, b| a.name().cmp(b.name()));
+        // Sized from the last exposition, so the buffer is not regrown (and copied) on the way.
+        let hint = self.last_len.load(Ordering::Relaxed);
+        let mut out = String::with_capacity(hint + hint / 8 + 1024);
+        let mut w = Writer::new(&mut out, format, &self.consts);
+        for f in &families {
+            match f {
+                Family::Stored(m) => {
+                    m.with_sorted_series(|series| write_stored(&mut w, m, series, format))
+                }
+                Family::Collected(c) => write_collected(&mut w, c),
+            }
+        }
+        w.finish();
+        self.last_len.store(out.len(), Ordering::Relaxed);
+        out
+    }
+}
+
+fn type_of(kind: MetricKind) -> Type {
+    match kind {
+        MetricKind::Counter => Type::Counter,
+        MetricKind::Histogram => Type::Histogram,
+        MetricKind::UpDownCounter | MetricKind::Gauge | MetricKind::RateGauge => Type::Gauge,
+    }
+}
+
+/// A series' labels by name (sorted), values unescaped.
+fn own_labels<'s>(
+    names: &'s [String],
+    order: &[usize],
+    s: &'s Series,
+) -> ArrayVec<Label<'s>, MAX_LABELS> {
+    let mut out = ArrayVec::new();
+    if s.set == OVERFLOW_SET {
+        out.push((OVERFLOW_LABEL, "true"));
+        return out;
+    }
+    // A metric has at most MAX_LABELS labels, so every push fits.
+    for &i in order.iter().take(MAX_LABELS) {
+        if let Some(n) = names.get(i) {
+            let _ = out.try_push((n.as_str(), s.key.get(i)));
+        }
+    }
+    out
+}
+
+fn write_stored(w: &mut Writer<'_>, m: &Metric, series: &[Arc<Series>], format: Format) {
+    if series.is_empty() {
+        return; // a metric with no series yet has no family
+    }
+    let def = &m.def;
+    w.family(&def.name, type_of(def.kind), &def.unit, &def.help);
+    let name = def.name.as_str();
+    // Label names and their sorted order, per label set (rule metrics have one).
+    let mut sets: Vec<(u32, Arc<[String]>, Vec<usize>)> = Vec::new();
+    let exemplars = format == Format::OpenMetrics;
+    for s in series {
+        let (names, order) = match sets.iter().position(|(id, _, _)| *id == s.set) {
+            Some(i) => (&sets[i].1, &sets[i].2),
+            None => {
+                let names = m.label_names(s.set);
+                let mut order: Vec<usize> = (0..names.len()).collect();
+                order.sort_by(|&a, &b| names[a].cmp(&names[b]));
+                sets.push((s.set, names, order));
+                let last = &sets[sets.len() - 1];
+                (&last.1, &last.2)
+            }
+        };
+        let labels = own_labels(names, order, s);
+        let exemplar = |i: usize| {
+            if exemplars {
+                s.exemplars.as_ref().and_then(|x| x.load(i))
+            } else {
+                None
+            }
+        };
+        match s.cell.read() {
+            Reading::CounterInt(n) => w.sample(
+                name,
+                "",
+                &labels,
+                None,
+                Value::Int(i128::from(n)),
+                exemplar(0).as_ref(),
+            ),
+            Reading::Counter(x) => w.sample(
+                name,
+                "",
+                &labels,
+                None,
+                Value::Float(x),
+                exemplar(0).as_ref(),
+            ),
+            Reading::GaugeInt(n) => {
+                w.sample(name, "", &labels, None, Value::Int(i128::from(n)), None)
+            }
+            Reading::Gauge(x) => w.sample(name, "", &labels, None, Value::Float(x), None),
+            Reading::Histogram(h) => {
+                for (i, (bound, count)) in def.buckets.iter().zip(&h.cumulative).enumerate() {
+                    let v = Value::Int(i128::from(*count));
+                    w.sample(
+                        name,
+                        "_bucket",
+                        &labels,
+                        Some(Le::Bound(*bound)),
+                        v,
+                        exemplar(i).as_ref(),
+                    );
+                }
+                let inf = exemplar(def.buckets.len());
+                w.sample(
+                    name,
+                    "_bucket",
+                    &labels,
+                    Some(Le::Inf),
+                    Value::Int(i128::from(h.count)),
+                    inf.as_ref(),
+                );
+                w.sample(name, "_sum", &labels, None, Value::Float(h.sum), None);
+                w.sample(
+                    name,
+                    "_count",
+                    &labels,
+                    None,
+                    Value::Int(i128::from(h.count)),
+                    None,
+                );
+            }
+        }
+    }
+}
+
+fn write_collected(w: &mut Writer<'_>, c: &Collected) {
+    let info = c.info;
+    w.family(info.name, type_of(info.kind), info.unit, info.help);
+    for (label, v) in &c.samples {
+        let labels: Vec<Label<'_>> = label.iter().map(|(k, v)| (*k, v.as_str())).collect();
+        let value = if v.fract() == 0.0 && v.abs() < 9.0e15 {
+            Value::Int(*v as i128)
+        } else {
+            Value::Float(*v)
+        };
+        w.sample(info.name, "", &labels, None, value, None);
+    }
+}

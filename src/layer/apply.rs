@@ -1,0 +1,160 @@
+//! From a plan's action and the captured fields to a series: the value, the labels, the record.
+//! This is the one way from the layer into the series.
+
+use std::sync::Arc;
+
+use arrayvec::ArrayVec;
+
+use super::visit::Scratch;
+use crate::limits::MAX_LABELS;
+use crate::plan::{Action, LabelPlan, ValuePlan};
+use crate::series::exemplar::TraceContext;
+use crate::series::Series;
+use crate::value::{DropReason, Num};
+
+/// The value `action` records: a constant, the span's duration, or the first value field the
+/// callsite carries (else the rule's default). `None` when nothing is recorded: no value and no
+/// default, or a value that cannot be recorded (counted).
+#[inline]
+fn value(action: &Action, scratch: &Scratch, span_seconds: f64) -> Option<Num> {
+    match &action.value {
+        ValuePlan::One => Some(Num::U64(1)),
+        ValuePlan::SpanActive => Some(Num::I64(1)),
+        ValuePlan::SpanDuration => Some(Num::F64(span_seconds)),
+        ValuePlan::Fields {
+            first,
+            rest,
+            default,
+        } => {
+            let found = first
+                .iter()
+                .chain(rest.iter())
+                .find_map(|&(slot, scale)| Some((scratch.num(slot as usize)?, scale)));
+            match found {
+                Some((Ok(n), scale)) => Some(n.scaled(scale)),
+                Some((Err(reason), _)) => {
+                    action.metric.dropped(reason);
+                    None
+                }
+                None => *default,
+            }
+        }
+    }
+}
+
+/// Resolves one label: the callsite's own fields (in source order), then the fields kept by
+/// spans — the nearest span that has any of the label's sources, and within it the earliest
+/// source — then the fallback.
+#[inline]
+fn label<'s>(plan: &'s LabelPlan, scratch: &'s Scratch) -> &'s str {
+    for &slot in plan.own.iter() {
+        if let Some(r) = scratch.label(slot as usize) {
+            return scratch.str(r);
+        }
+    }
+    let mut best: Option<((u8, usize), (u32, u32))> = None;
+    for &(fid, s, e, depth) in &scratch.inherited {
+        if let Some(rank) = plan.inherit.iter().position(|&x| x == fid) {
+            if best.is_none_or(|(key, _)| (depth, rank) < key) {
+                best = Some(((depth, rank), (s, e)));
+            }
+        }
+    }
+    match best {
+        Some((_, r)) => scratch.str(r),
+        None => &plan.fallback,
+    }
+}
+
+/// The label values of `action`, in its label-name order.
+#[inline]
+fn labels<'s>(action: &'s Action, scratch: &'s Scratch) -> ArrayVec<&'s str, MAX_LABELS> {
+    let mut values = ArrayVec::new();
+    // Rules are rejected past MAX_LABELS labels (and prefix metrics past as many allow-listed
+    // fields), so every push fits.
+    for plan in action.labels.iter().take(MAX_LABELS) {
+        let _ = values.try_push(label(plan, scratch));
+    }
+    values
+}
+
+/// Whether the action names an instrument of another kind: counted, nothing recorded.
+#[inline]
+fn conflicts(action: &Action) -> bool {
+    if action.conflict {
+        action.metric.dropped(DropReason::KindConflict);
+    }
+    action.conflict
+}
+
+/// Records what `action` measures (not an open-span gauge: see [`open_gauge`]); `trace` is the
+/// event's trace context, read once for all its actions if one keeps exemplars.
+#[inline]
+pub(super) fn record(
+    action: &Action,
+    scratch: &Scratch,
+    span_seconds: f64,
+    trace: &mut TraceContext,
+) {
+    if conflicts(action) {
+        return;
+    }
+    let Some(v) = value(action, scratch, span_seconds) else {
+        return;
+    };
+    action
+        .metric
+        .record_traced(action.set, &labels(action, scratch), v, trace);
+}
+
+/// Adds 1 to the gauge of an opening span; the series, pinned, for the span to take back down.
+pub(super) fn open_gauge(action: &Action, scratch: &Scratch) -> Option<Arc<Series>> {
+    if conflicts(action) {
+        return None;
+    }
+    action
+        .metric
+        .open_gauge(action.set, &labels(action, scratch))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::plan::Slots;
+
+    fn plan(own: &[u8], inherit: &[u8]) -> LabelPlan {
+        LabelPlan {
+            own: own.iter().copied().collect::<Slots>(),
+            inherit: inherit.into(),
+            fallback: "fallback".into(),
+        }
+    }
+
+    #[test]
+    fn own_fields_then_the_nearest_span_then_the_earliest_source_then_the_fallback() {
+        let mut s = Scratch::new_for_test();
+        let p = plan(&[3, 5], &[7, 8]);
+        assert_eq!(label(&p, &s), "fallback");
+        // Inherited: field 8 from the nearest span (depth 0), field 7 from its parent.
+        let far = s.push_raw("seven-far");
+        s.inherited.push((7, far.0, far.1, 1));
+        let near = s.push_raw("eight-near");
+        s.inherited.push((8, near.0, near.1, 0));
+        assert_eq!(
+            label(&p, &s),
+            "eight-near",
+            "the nearest span wins over source order"
+        );
+        let near7 = s.push_raw("seven-near");
+        s.inherited.push((7, near7.0, near7.1, 0));
+        assert_eq!(
+            label(&p, &s),
+            "seven-near",
+            "within a span, the earliest source wins"
+        );
+        s.set_label_for_test(5, "own-five");
+        assert_eq!(label(&p, &s), "own-five", "an own field beats every span");
+        s.set_label_for_test(3, "own-three");
+        assert_eq!(label(&p, &s), "own-three", "own fields in source order");
+    }
+}

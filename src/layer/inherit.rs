@@ -1,0 +1,114 @@
+//! Label inheritance: the label fields spans keep, and the walk from an event (or a span) up
+//! its enclosing spans for the labels it has no value of its own for.
+
+use std::sync::Arc;
+
+use super::id_set::IdSet;
+use super::span::{InlineFields, SpanCell};
+use super::visit::Scratch;
+use crate::plan::{Plan, NONE};
+
+/// Copies the `needed` label fields from `cell`'s span (at `depth`) and then its enclosing
+/// spans into `scratch.inherited`; stops once each needed field has a value (nearer spans win).
+/// A span's parent link is looked up with `parent_of` the first time it is needed, then kept
+/// (a span's parent never changes). One cell is locked at a time, and the walk is a loop, so
+/// any nesting depth is fine.
+pub(super) fn inherit(
+    cell: &SpanCell,
+    missing: &mut IdSet,
+    depth: u8,
+    scratch: &mut Scratch,
+    parent_of: &dyn Fn(u64) -> Option<Arc<SpanCell>>,
+) {
+    let mut depth = depth;
+    let mut next = inherit_step(cell, missing, depth, scratch, parent_of);
+    while let Some(parent) = next {
+        depth = depth.saturating_add(1);
+        next = inherit_step(&parent, missing, depth, scratch, parent_of);
+    }
+}
+
+/// One span of [`inherit`]'s walk: its fields, then its parent if something is still missing.
+pub(super) fn inherit_step(
+    cell: &SpanCell,
+    missing: &mut IdSet,
+    depth: u8,
+    scratch: &mut Scratch,
+    parent_of: &dyn Fn(u64) -> Option<Arc<SpanCell>>,
+) -> Option<Arc<SpanCell>> {
+    let mut state = cell.lock();
+    take_missing(&state.fields, missing, depth, scratch);
+    if missing.is_empty() {
+        return None;
+    }
+    if !state.parent_known {
+        state.parent = parent_of(state.id);
+        state.parent_known = true;
+    }
+    state.parent.clone()
+}
+
+/// Copies every field a span keeps for itself into `scratch.inherited`, at depth 0.
+pub(super) fn push_own(own: &InlineFields, scratch: &mut Scratch) {
+    for (fid, v) in own.iter() {
+        let r = scratch.push_raw(v);
+        scratch.inherited.push((fid, r.0, r.1, 0));
+    }
+}
+
+/// Copies the fields of `missing` that `fields` has into `scratch.inherited` at `depth`, and
+/// takes them out of `missing`.
+pub(super) fn take_missing(
+    fields: &InlineFields,
+    missing: &mut IdSet,
+    depth: u8,
+    scratch: &mut Scratch,
+) {
+    let mut i = 0;
+    while i < missing.len() {
+        let fid = missing.get(i);
+        if let Some(v) = fields.get(fid) {
+            let r = scratch.push_raw(v);
+            scratch.inherited.push((fid, r.0, r.1, depth));
+            missing.remove(i);
+        } else {
+            i += 1;
+        }
+    }
+}
+
+/// The label fields the plan's labels still need from enclosing spans: those of every label
+/// with no value among the callsite's own captures nor, for spans, among the fields the span
+/// itself keeps (`own`).
+///
+/// The set is filled in place: built byte by byte and then returned (copied whole), it was read
+/// back with one wide load right after the byte stores, a store-forwarding stall on every event.
+pub(super) fn needed_ids(
+    plan: &Plan,
+    scratch: &Scratch,
+    own: Option<&InlineFields>,
+    set: &mut IdSet,
+) {
+    for (own_slots, inherit) in plan.inheriting.iter() {
+        let has_own = own_slots
+            .iter()
+            .any(|&slot| scratch.label(slot as usize).is_some())
+            || own.is_some_and(|f| inherit.iter().any(|&fid| f.get(fid).is_some()));
+        if !has_own {
+            for &fid in inherit.iter() {
+                set.insert(fid);
+            }
+        }
+    }
+}
+
+/// Keeps the label fields a span's plan marks for storing.
+pub(super) fn store_fields(plan: &Plan, scratch: &Scratch, fields: &mut InlineFields) {
+    for (slot, usage) in plan.slots.iter().enumerate() {
+        if usage.field_id != NONE {
+            if let Some(r) = scratch.label(slot) {
+                fields.set(usage.field_id, scratch.str(r));
+            }
+        }
+    }
+}

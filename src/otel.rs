@@ -1,0 +1,304 @@
+//! The OpenTelemetry side: the same series, seen by OpenTelemetry metric readers.
+//!
+//! The series live in this crate's own store (`series`), which is what makes expiry, exemplars
+//! and a fast exposition possible; OpenTelemetry's SDK 0.33 keeps every attribute set of a
+//! cumulative synchronous instrument for the provider's life. So that a reader added with
+//! [`TelemetryBuilder::with_otel_reader`](crate::TelemetryBuilder::with_otel_reader) (an OTLP
+//! exporter, say) sees the same metrics:
+//!
+//! - counters, up-down counters and gauges are **observable instruments** whose callbacks report
+//!   every live series at collection; a series that expires stops being reported, and the SDK
+//!   forgets it too;
+//! - histograms (OpenTelemetry has no observable histogram) are the SDK's **synchronous
+//!   histogram**, each series bound to its attribute set and fed every measurement; an expired
+//!   series drops its bound handle, so the SDK forgets it under delta temporality (a cumulative
+//!   reader keeps it, as the SDK does for any cumulative instrument).
+//!
+//! With no reader (the default) nothing is registered with the SDK and the hot path never calls
+//! it. Constant labels become resource attributes (`service` as `service.name`).
+
+use std::sync::{Arc, Mutex};
+
+use opentelemetry::metrics::{Histogram, Meter, MeterProvider as _};
+use opentelemetry::KeyValue;
+use opentelemetry_sdk::metrics::reader::MetricReader;
+use opentelemetry_sdk::metrics::{MeterProviderBuilder, SdkMeterProvider, Stream};
+use opentelemetry_sdk::Resource;
+
+use crate::catalog::MetricKind;
+use crate::rules::MetricDef;
+use crate::series::cell::{CellKind, Reading};
+use crate::series::key::LabelKey;
+use crate::series::{Metric, Series, OVERFLOW_SET};
+use crate::sync::Recover;
+use crate::Error;
+
+type AddReader = Box<dyn FnOnce(MeterProviderBuilder) -> MeterProviderBuilder + Send>;
+
+/// A metric reader waiting for the builder to make the meter provider (readers are not
+/// `Clone`; the first `Telemetry` built takes it).
+#[derive(Clone)]
+pub(crate) struct PendingReader(Arc<Mutex<Option<AddReader>>>);
+
+impl std::fmt::Debug for PendingReader {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("PendingReader")
+    }
+}
+
+impl PendingReader {
+    pub(crate) fn new<R: MetricReader>(reader: R) -> Self {
+        PendingReader(Arc::new(Mutex::new(Some(Box::new(
+            move |b: MeterProviderBuilder| b.with_reader(reader),
+        )))))
+    }
+
+    fn take(&self) -> Option<AddReader> {
+        self.0.lock().recover().take()
+    }
+}
+
+/// The meter provider, and whether anything reads it.
+pub(crate) struct Otel {
+    provider: SdkMeterProvider,
+    meter: Meter,
+    /// Whether a reader was given: only then are instruments registered and fed.
+    enabled: bool,
+}
+
+impl std::fmt::Debug for Otel {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Otel")
+            .field("enabled", &self.enabled)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Otel {
+    /// A provider with `readers`, whose resource carries the constant labels.
+    ///
+    /// # Errors
+    /// [`Error::Exporter`] when every given reader was already taken by another `Telemetry`.
+    pub(crate) fn new(
+        readers: &[PendingReader],
+        const_labels: &[(String, String)],
+        limit: usize,
+    ) -> Result<Self, Error> {
+        let mut resource = Resource::builder();
+        for (k, v) in const_labels {
+            resource = if k == "service" {
+                resource.with_service_name(v.clone())
+            } else {
+                resource.with_attribute(KeyValue::new(k.clone(), v.clone()))
+            };
+        }
+        // Our limits are per metric; the SDK gets one above the largest of ours (the self-metrics').
+        let sdk_limit = limit.max(crate::limits::SELF_METRIC_LIMIT) + 8;
+        let mut builder = SdkMeterProvider::builder()
+            .with_resource(resource.build())
+            .with_view(move |_: &opentelemetry_sdk::metrics::Instrument| {
+                Stream::builder()
+                    .with_cardinality_limit(sdk_limit)
+                    .build()
+                    .ok()
+            });
+        let mut enabled = false;
+        for r in readers {
+            match r.take() {
+                Some(add) => {
+                    builder = add(builder);
+                    enabled = true;
+                }
+                None => {
+                    return Err(Error::Exporter {
+                        reason: "an OpenTelemetry reader given to this builder was already taken \
+                                 by a Telemetry built from a clone of it"
+                            .into(),
+                        source: None,
+                    })
+                }
+            }
+        }
+        let provider = builder.build();
+        let meter = provider.meter("dchat-telemetry");
+        Ok(Otel {
+            provider,
+            meter,
+            enabled,
+        })
+    }
+
+    /// No reader: nothing is registered or fed (tests).
+    #[cfg(test)]
+    pub(crate) fn disabled() -> Self {
+        let provider = SdkMeterProvider::builder().build();
+        let meter = provider.meter("dchat-telemetry");
+        Otel {
+            provider,
+            meter,
+            enabled: false,
+        }
+    }
+
+    pub(crate) fn provider(&self) -> &SdkMeterProvider {
+        &self.provider
+    }
+
+    /// The SDK histogram a histogram metric's series bind to (with readers only).
+    pub(crate) fn histogram(&self, def: &MetricDef) -> Option<Histogram<f64>> {
+        (self.enabled && def.kind == MetricKind::Histogram).then(|| {
+            self.meter
+                .f64_histogram(def.name.clone())
+                .with_description(def.help.clone())
+                .with_unit(ucum(&def.unit))
+                .with_boundaries(def.buckets.clone())
+                .build()
+        })
+    }
+
+    /// Registers the observable instrument that reports `metric`'s series (with readers only;
+    /// histograms have their synchronous instrument instead). The callback holds the metric
+    /// weakly.
+    pub(crate) fn observe(&self, metric: &Arc<Metric>) {
+        if !self.enabled {
+            return;
+        }
+        let def = &metric.def;
+        let base = match def.kind {
+            MetricKind::Counter => def.name.strip_suffix("_total").unwrap_or(&def.name),
+            _ => &def.name,
+        }
+        .to_owned();
+        let (help, unit) = (def.help.clone(), ucum(&def.unit));
+        let weak = Arc::downgrade(metric);
+        match &metric.cell_kind {
+            CellKind::CounterU64 => {
+                let _ = self
+                    .meter
+                    .u64_observable_counter(base)
+                    .with_description(help)
+                    .with_unit(unit)
+                    .with_callback(move |o| {
+                        report(&weak, |v, a| {
+                            if let Reading::CounterInt(n) = v {
+                                o.observe(n, a);
+                            }
+                        })
+                    })
+                    .build();
+            }
+            CellKind::CounterF64 => {
+                let _ = self
+                    .meter
+                    .f64_observable_counter(base)
+                    .with_description(help)
+                    .with_unit(unit)
+                    .with_callback(move |o| {
+                        report(&weak, |v, a| {
+                            if let Reading::Counter(x) = v {
+                                o.observe(x, a);
+                            }
+                        })
+                    })
+                    .build();
+            }
+            CellKind::UpDown => {
+                let _ = self
+                    .meter
+                    .i64_observable_up_down_counter(base)
+                    .with_description(help)
+                    .with_unit(unit)
+                    .with_callback(move |o| {
+                        report(&weak, |v, a| {
+                            if let Reading::GaugeInt(n) = v {
+                                o.observe(n, a);
+                            }
+                        })
+                    })
+                    .build();
+            }
+            CellKind::Gauge | CellKind::Rate { .. } => {
+                let _ = self
+                    .meter
+                    .f64_observable_gauge(base)
+                    .with_description(help)
+                    .with_unit(unit)
+                    .with_callback(move |o| {
+                        report(&weak, |v, a| {
+                            if let Reading::Gauge(x) = v {
+                                o.observe(x, a);
+                            }
+                        })
+                    })
+                    .build();
+            }
+            CellKind::Histogram(_) => {}
+        }
+    }
+
+    /// Flushes the readers and stops the provider.
+    pub(crate) fn shutdown(&self) {
+        let _ = self.provider.shutdown();
+    }
+}
+
+/// Calls `observe` with every live series of the metric and its attributes.
+fn report(metric: &std::sync::Weak<Metric>, mut observe: impl FnMut(Reading, &[KeyValue])) {
+    let Some(m) = metric.upgrade() else {
+        return;
+    };
+    m.store.for_each(|s: &Arc<Series>| {
+        let attrs = s
+            .attrs
+            .get_or_init(|| attributes(&m.label_names(s.set), s.set, &s.key).into_boxed_slice());
+        observe(s.cell.read(), attrs);
+    });
+}
+
+/// The attributes of a series: its labels by name, or the overflow marker.
+pub(crate) fn attributes(names: &[String], set: u32, key: &LabelKey) -> Vec<KeyValue> {
+    if set == OVERFLOW_SET {
+        return vec![KeyValue::new("otel.metric.overflow", true)];
+    }
+    names
+        .iter()
+        .zip(key.values())
+        .map(|(k, v)| KeyValue::new(k.clone(), v.to_owned()))
+        .collect()
+}
+
+/// The unit in UCUM, as OpenTelemetry expects it: `seconds` is `s`, `1` stays, words become
+/// annotations (`messages` is `{messages}`).
+fn ucum(unit: &str) -> String {
+    match unit {
+        "" => String::new(),
+        "seconds" => "s".into(),
+        "bytes" => "By".into(),
+        "1" => "1".into(),
+        u => format!("{{{}}}", u.replace(' ', "_")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn units_in_ucum() {
+        assert_eq!(ucum("seconds"), "s");
+        assert_eq!(ucum("messages"), "{messages}");
+        assert_eq!(ucum("errors per second"), "{errors_per_second}");
+        assert_eq!(ucum("1"), "1");
+    }
+
+    #[test]
+    fn a_reader_is_taken_once() {
+        let r = PendingReader::new(opentelemetry_sdk::metrics::ManualReader::builder().build());
+        let first = Otel::new(std::slice::from_ref(&r), &[], 10).unwrap();
+        assert!(first.enabled);
+        assert!(matches!(
+            Otel::new(&[r], &[], 10),
+            Err(Error::Exporter { .. })
+        ));
+    }
+}

@@ -1,0 +1,467 @@
+//! Compiling rules into plans: every metric resolved and every label field numbered once
+//! ([`Compiled::new`]), then a callsite's [`Plan`] worked out from its static metadata when it
+//! registers ([`Compiled::plan`]).
+
+use std::sync::Arc;
+
+use tracing_core::Metadata;
+
+use super::{Action, FieldUse, Inheriting, LabelPlan, Plan, SlotUse, Slots, ValuePlan, NONE};
+use crate::labels::push_sanitized;
+use crate::limits::{MAX_CAPTURES, MAX_INCREMENT, MAX_LABEL_VALUE_LEN};
+use crate::rules::{LabelSource, Measure, Rule, Rules};
+use crate::series::{integral_counter, Metric, Metrics};
+use crate::value::Num;
+
+/// Compiled rules: every metric resolved, every label field numbered.
+pub(crate) struct Compiled {
+    pub(crate) rules: Vec<(Rule, Arc<Metric>)>,
+    /// Field names that can feed labels; their index is the label-field id.
+    pub(crate) label_fields: Vec<String>,
+    pub(crate) prefix_fields: bool,
+    pub(crate) prefix_labels: Vec<String>,
+    pub(crate) metrics: Arc<Metrics>,
+}
+
+impl std::fmt::Debug for Compiled {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Compiled")
+            .field("rules", &self.rules.len())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Compiled {
+    pub(crate) fn new(rules: &Rules, metrics: Arc<Metrics>) -> Result<Self, crate::Error> {
+        rules.validate()?;
+        let mut compiled = Vec::with_capacity(rules.rules.len());
+        for rule in &rules.rules {
+            let measures: Vec<&Measure> = rules
+                .rules
+                .iter()
+                .filter(|r| r.metric.name == rule.metric.name)
+                .map(|r| &r.measure)
+                .collect();
+            let metric = metrics
+                .get_or_create(&rule.metric, integral_counter(&rule.metric, &measures))
+                .ok_or_else(|| crate::Error::InvalidRule {
+                    metric: rule.metric.name.clone(),
+                    reason: "a built-in metric of another kind has this name".into(),
+                })?;
+            compiled.push((rule.clone(), metric));
+        }
+        // `Rules::validate` rejects more than MAX_LABEL_FIELDS; the cut only keeps ids in a byte.
+        let mut label_fields = rules.label_fields();
+        label_fields.truncate(crate::limits::MAX_LABEL_FIELDS);
+        Ok(Compiled {
+            rules: compiled,
+            label_fields,
+            prefix_fields: rules.prefix_fields,
+            prefix_labels: rules.prefix_labels.clone(),
+            metrics,
+        })
+    }
+
+    fn field_id(&self, name: &str) -> u8 {
+        // `label_fields` has at most MAX_LABEL_FIELDS (< 255) entries, so the index fits.
+        self.label_fields
+            .iter()
+            .position(|f| f == name)
+            .map_or(NONE, |i| i as u8)
+    }
+
+    /// Works out the plan for one callsite.
+    pub(crate) fn plan(&self, meta: &'static Metadata<'static>) -> Plan {
+        let mut b = PlanBuilder {
+            meta,
+            slot_of_field: vec![NONE; meta.fields().len()].into_boxed_slice(),
+            slots: Vec::new(),
+        };
+        if meta.is_span() {
+            for field in meta.fields().iter() {
+                let id = self.field_id(field.name());
+                if id != NONE {
+                    if let Some(slot) = b.slot(field.name()) {
+                        b.slots[slot as usize].label = true;
+                        b.slots[slot as usize].field_id = id;
+                    }
+                }
+            }
+        }
+        let mut actions = Vec::new();
+        for (rule, metric) in &self.rules {
+            if !rule.matches(meta) {
+                continue;
+            }
+            let value = match &rule.measure {
+                Measure::One => ValuePlan::One,
+                Measure::SpanDuration => ValuePlan::SpanDuration,
+                Measure::SpanActive => ValuePlan::SpanActive,
+                Measure::Fields { sources, default } => {
+                    let mut sources: Vec<(u8, f64)> = sources
+                        .iter()
+                        .filter_map(|(name, scale)| {
+                            let slot = b.slot(name)?;
+                            b.slots[slot as usize].value = true;
+                            Some((slot, *scale))
+                        })
+                        .collect();
+                    if sources.is_empty() && default.is_none() {
+                        continue; // this callsite never carries the value
+                    }
+                    let first = (!sources.is_empty()).then(|| sources.remove(0));
+                    ValuePlan::Fields {
+                        first,
+                        rest: sources.into_boxed_slice(),
+                        default: default.map(default_value),
+                    }
+                }
+            };
+            let labels = rule
+                .labels
+                .iter()
+                .map(|(_, sources)| self.label_plan(&mut b, sources))
+                .collect();
+            actions.push(Action {
+                metric: Arc::clone(metric),
+                set: 0,
+                value,
+                labels,
+                conflict: false,
+            });
+        }
+        if self.prefix_fields && meta.is_event() {
+            self.prefix_actions(&mut b, &mut actions);
+        }
+        let stores_fields = meta.is_span() && b.slots.iter().any(|s| s.field_id != NONE);
+        let is_gauge = |a: &Action| matches!(a.value, ValuePlan::SpanActive);
+        let mut inheriting: Vec<Inheriting> = Vec::new();
+        for l in actions.iter().flat_map(|a| a.labels.iter()) {
+            if !l.inherit.is_empty()
+                && !inheriting
+                    .iter()
+                    .any(|(own, inherit)| *own == l.own && *inherit == l.inherit)
+            {
+                inheriting.push((l.own.clone(), l.inherit.clone()));
+            }
+        }
+        let own_mask = inheriting.iter().all(|(own, _)| !own.is_empty()).then(|| {
+            inheriting
+                .iter()
+                .flat_map(|(own, _)| own.iter())
+                .fold(0u16, |m, &slot| {
+                    m | 1u16.checked_shl(u32::from(slot)).unwrap_or(0)
+                })
+        });
+        let fields = b
+            .slot_of_field
+            .iter()
+            .map(|&slot| {
+                let usage = b.slots.get(slot as usize).copied().unwrap_or_default();
+                FieldUse {
+                    slot,
+                    label: usage.label,
+                    value: usage.value,
+                }
+            })
+            .collect();
+        Plan {
+            fields,
+            slots: b.slots.into_boxed_slice(),
+            own_mask,
+            inheriting: inheriting.into_boxed_slice(),
+            opens_gauges: actions.iter().any(is_gauge),
+            closes: actions.iter().any(|a| !is_gauge(a)),
+            timed: actions
+                .iter()
+                .any(|a| matches!(a.value, ValuePlan::SpanDuration)),
+            actions: actions.into_boxed_slice(),
+            stores_fields,
+        }
+    }
+
+    fn label_plan(&self, b: &mut PlanBuilder, sources: &[LabelSource]) -> LabelPlan {
+        let mut own = Slots::new();
+        let mut inherit = Vec::new();
+        let mut fallback = None;
+        for source in sources {
+            match source {
+                LabelSource::Field(name) => {
+                    if let Some(slot) = b.slot(name) {
+                        b.slots[slot as usize].label = true;
+                        // At most MAX_CAPTURES distinct slots exist; repeats are kept once.
+                        if !own.contains(&slot) {
+                            let _ = own.try_push(slot);
+                        }
+                    }
+                    let id = self.field_id(name);
+                    if id != NONE {
+                        inherit.push(id);
+                    }
+                }
+                LabelSource::Target => {
+                    fallback.get_or_insert_with(|| sanitized(b.meta.target()));
+                }
+                LabelSource::Fixed(v) => {
+                    fallback.get_or_insert_with(|| sanitized(v));
+                }
+            }
+        }
+        LabelPlan {
+            own,
+            inherit: inherit.into_boxed_slice(),
+            fallback: fallback.unwrap_or_else(|| "unknown".into()),
+        }
+    }
+}
+
+/// A rule's default value, as recorded: an exact integer when it is one a counter takes.
+fn default_value(d: f64) -> Num {
+    if d.fract() == 0.0 && d >= 0.0 && d <= MAX_INCREMENT as f64 {
+        Num::U64(d as u64)
+    } else {
+        Num::F64(d)
+    }
+}
+
+fn sanitized(v: &str) -> Box<str> {
+    let mut s = String::new();
+    push_sanitized(&mut s, v, MAX_LABEL_VALUE_LEN);
+    s.into_boxed_str()
+}
+
+/// A callsite's plan while it is worked out: the capture slots allotted so far.
+pub(super) struct PlanBuilder {
+    pub(super) meta: &'static Metadata<'static>,
+    slot_of_field: Box<[u8]>,
+    pub(super) slots: Vec<SlotUse>,
+}
+
+impl PlanBuilder {
+    /// The capture slot of the callsite's field `name`, allotted on first use; `None` when the
+    /// callsite has no such field or all slots are taken.
+    pub(super) fn slot(&mut self, name: &str) -> Option<u8> {
+        let field = self.meta.fields().field(name)?;
+        let idx = field.index();
+        if self.slot_of_field[idx] == NONE {
+            if self.slots.len() >= MAX_CAPTURES {
+                return None;
+            }
+            self.slot_of_field[idx] = self.slots.len() as u8;
+            self.slots.push(SlotUse {
+                field_id: NONE,
+                ..SlotUse::default()
+            });
+        }
+        Some(self.slot_of_field[idx])
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::catalog;
+    use crate::clock::ManualClock;
+    use crate::otel::Otel;
+    use crate::series::Settings;
+    use tracing::callsite::Callsite as _;
+
+    fn compiled(rules: &Rules) -> Compiled {
+        let metrics = Metrics::new(
+            Settings {
+                limit: 100,
+                ttl: None,
+                rate_window_secs: 60,
+                clock: Arc::new(ManualClock::new()),
+                exemplars: false,
+            },
+            Arc::new(Otel::disabled()),
+        );
+        Compiled::new(rules, Arc::new(metrics)).expect("valid rules")
+    }
+
+    fn names(plan: &Plan) -> Vec<&str> {
+        plan.actions
+            .iter()
+            .map(|a| a.metric.def.name.as_str())
+            .collect()
+    }
+
+    fn field_id(c: &Compiled, name: &str) -> u8 {
+        let id = c.field_id(name);
+        assert_ne!(id, NONE, "{name} is a label field");
+        id
+    }
+
+    #[test]
+    fn message_sent_counts_one_by_default_and_labels_its_channel() {
+        let c = compiled(&Rules::dchat_defaults());
+        let cs = tracing::callsite!(name: "message.sent", kind: tracing::metadata::Kind::EVENT,
+            level: tracing::Level::INFO, fields: message, channel);
+        let plan = c.plan(cs.metadata());
+        assert_eq!(names(&plan), [catalog::MESSAGES_SENT.name]);
+        let a = &plan.actions[0];
+        assert_eq!(
+            a.value,
+            ValuePlan::Fields {
+                first: None,
+                rest: Box::new([]),
+                default: Some(Num::U64(1)),
+            },
+            "no `count` field here: the default, converted once"
+        );
+        assert_eq!(
+            a.labels[..],
+            [LabelPlan {
+                own: [0].into_iter().collect(),
+                inherit: Box::new([field_id(&c, "channel")]),
+                fallback: "unknown".into(),
+            }]
+        );
+        // `message` is not used; `channel` is captured as a label in slot 0.
+        assert_eq!(plan.fields[0].slot, NONE);
+        assert_eq!((plan.fields[1].slot, plan.fields[1].label), (0, true));
+        assert_eq!(plan.own_mask, Some(1));
+        assert!(!plan.stores_fields, "events keep nothing");
+    }
+
+    #[test]
+    fn a_count_field_feeds_the_value_and_a_fraction_stays_a_float() {
+        let c = compiled(&Rules::dchat_defaults());
+        let cs = tracing::callsite!(name: "message.sent", kind: tracing::metadata::Kind::EVENT,
+            fields: count, channel);
+        let plan = c.plan(cs.metadata());
+        let ValuePlan::Fields { first, default, .. } = &plan.actions[0].value else {
+            panic!("{:?}", plan.actions[0].value)
+        };
+        assert_eq!(*first, Some((0, 1.0)));
+        assert_eq!(*default, Some(Num::U64(1)));
+        assert!(plan.slots[0].value);
+        assert_eq!(default_value(0.5), Num::F64(0.5));
+        assert_eq!(default_value(-1.0), Num::F64(-1.0));
+        assert_eq!(
+            default_value(MAX_INCREMENT as f64 * 2.0),
+            Num::F64(MAX_INCREMENT as f64 * 2.0)
+        );
+    }
+
+    #[test]
+    fn db_query_spans_are_timed_and_keep_their_operation() {
+        let c = compiled(&Rules::dchat_defaults());
+        let cs = tracing::callsite!(name: "db.query", kind: tracing::metadata::Kind::SPAN,
+            fields: db.operation);
+        let plan = c.plan(cs.metadata());
+        assert_eq!(names(&plan), [catalog::DB_QUERY_DURATION.name]);
+        assert_eq!(plan.actions[0].value, ValuePlan::SpanDuration);
+        assert!(plan.timed && plan.closes && !plan.opens_gauges);
+        assert!(
+            plan.stores_fields,
+            "db.operation can label this span and its children"
+        );
+        assert_eq!(plan.slots[0].field_id, field_id(&c, "db.operation"));
+        let op = &plan.actions[0].labels[0];
+        assert_eq!(
+            op.inherit[..],
+            [
+                field_id(&c, "db.operation.name"),
+                field_id(&c, "db.operation"),
+                field_id(&c, "operation")
+            ],
+            "the current semantic convention first, then the older names"
+        );
+    }
+
+    #[test]
+    fn relay_spans_open_gauges() {
+        let c = compiled(&Rules::dchat_defaults());
+        let cs = tracing::callsite!(name: "relay.connection", kind: tracing::metadata::Kind::SPAN,
+            fields: relay);
+        let plan = c.plan(cs.metadata());
+        assert_eq!(names(&plan), [catalog::RELAY_CONNECTIONS.name]);
+        assert!(plan.opens_gauges && !plan.closes && !plan.timed);
+    }
+
+    #[test]
+    fn error_events_count_by_type_falling_back_to_the_target() {
+        let c = compiled(&Rules::dchat_defaults());
+        let cs = tracing::callsite!(name: "event x", kind: tracing::metadata::Kind::EVENT,
+            target: "dchat::storage", level: tracing::Level::ERROR, fields: message);
+        let plan = c.plan(cs.metadata());
+        assert_eq!(
+            names(&plan),
+            [catalog::ERRORS.name, catalog::ERROR_RATE.name]
+        );
+        for a in plan.actions.iter() {
+            assert!(a.labels[0].own.is_empty(), "no error.type field here");
+            assert_eq!(&*a.labels[0].fallback, "dchat::storage");
+            assert_eq!(
+                a.labels[0].inherit[..],
+                [field_id(&c, "error.type"), field_id(&c, "error_kind")]
+            );
+        }
+        assert_eq!(plan.own_mask, None, "a label without own slots may inherit");
+        let warn = tracing::callsite!(name: "event y", kind: tracing::metadata::Kind::EVENT,
+            level: tracing::Level::WARN, fields: message);
+        assert!(
+            !c.plan(warn.metadata()).is_active(),
+            "a WARN event is not an error"
+        );
+    }
+
+    #[test]
+    fn prefix_fields_feed_instruments_named_after_them() {
+        let c = compiled(&Rules::dchat_defaults());
+        let cs = tracing::callsite!(name: "event z", kind: tracing::metadata::Kind::EVENT,
+            fields: monotonic_counter.hits, channel, user);
+        let plan = c.plan(cs.metadata());
+        assert_eq!(names(&plan), ["hits_total"]);
+        let a = &plan.actions[0];
+        assert_eq!(
+            a.value,
+            ValuePlan::Fields {
+                first: Some((0, 1.0)),
+                rest: Box::new([]),
+                default: None,
+            }
+        );
+        assert_eq!(
+            a.labels.len(),
+            1,
+            "only allow-listed fields label it (not `user`)"
+        );
+        assert_eq!(a.labels[0].own[..], [1]);
+        assert!(
+            a.labels[0].inherit.is_empty(),
+            "prefix labels are the event's own"
+        );
+        assert_eq!(a.metric.label_names(a.set)[..], ["channel".to_owned()]);
+    }
+
+    #[test]
+    fn label_sources_keep_their_order_of_precedence() {
+        let rule = Rule::builder(crate::MetricKind::Counter, "x_total")
+            .with_event_name("x")
+            .with_description("d")
+            .with_label_from(
+                "who",
+                [
+                    LabelSource::field("user"),
+                    LabelSource::field("peer"),
+                    LabelSource::Fixed("nobody".into()),
+                    LabelSource::Target,
+                ],
+            )
+            .build()
+            .unwrap();
+        let c = compiled(&Rules::empty().with_rule(rule));
+        // Fields in the opposite order of the sources: slots follow the sources' order.
+        let cs = tracing::callsite!(name: "x", kind: tracing::metadata::Kind::EVENT,
+            fields: peer, user);
+        let plan = c.plan(cs.metadata());
+        let l = &plan.actions[0].labels[0];
+        assert_eq!(l.own[..], [0, 1]);
+        assert_eq!(plan.fields[1].slot, 0, "user (first source) got slot 0");
+        assert_eq!(l.inherit[..], [field_id(&c, "user"), field_id(&c, "peer")]);
+        assert_eq!(&*l.fallback, "nobody", "the first fallback source wins");
+    }
+}
