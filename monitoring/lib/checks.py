@@ -529,8 +529,9 @@ def check_am_structure(env):
     if not rep or duration_s(rep) > HEARTBEAT_MAX_REPEAT_S:
         errors.append(f"{rcv}: repeat_interval {rep} - the heartbeat must repeat at least every "
                       f"{HEARTBEAT_MAX_REPEAT_S // 60} minutes")
-    if hb_route.get("group_interval") and rep and duration_s(hb_route["group_interval"]) > duration_s(rep):
-        errors.append(f"{rcv}: group_interval above repeat_interval")
+    gi = hb_route.get("group_interval") or route.get("group_interval")
+    if not gi or duration_s(gi) > HEARTBEAT_MAX_REPEAT_S:
+        errors.append(f"{rcv}: group_interval {gi} - Alertmanager repeats only at a group_interval flush")
     for ir in cfg.get("inhibit_rules", []):
         if am_matches(ir.get("target_matchers", []), {"alertname": "Watchdog", "severity": "none"}):
             errors.append(f"inhibit rule {ir.get('source_matchers')} can silence Watchdog (the heartbeat)")

@@ -10,7 +10,10 @@
 //! - callsites the rules match that a filter outside the layer disables: each live dispatcher
 //!   holding the layer is asked, on a thread of its own (so no thread's per-layer-filter state is
 //!   touched), whether it would dispatch the callsite at all;
-//! - whether the layer is part of any live dispatcher.
+//! - whether the layer is part of any live dispatcher: the dispatchers it was registered with
+//!   (`on_register_dispatch`), and the global default if it holds this layer (found by
+//!   downcasting: tracing-subscriber's `impl Layer for Option<L>` does not pass
+//!   `on_register_dispatch` on, so `.with(Some(telemetry.layer()))` is only seen that way).
 //!
 //! What cannot: callsites below the maximum level never register, so they are covered by the
 //! level check only; filters that decide per event or by the current span (`filter_fn` on
@@ -19,12 +22,14 @@
 //! caller's choice and is not second-guessed.
 
 use crate::sync::Recover;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use tracing_core::dispatcher::{Dispatch, WeakDispatch};
 use tracing_core::{LevelFilter, Metadata};
+
+use super::filter::CallsiteFilter;
 
 /// How long one diagnosis is reused (a probe starts a thread).
 const REUSE_FOR: Duration = Duration::from_secs(5);
@@ -92,9 +97,13 @@ impl Blocked {
     }
 }
 
+static NEXT_ID: AtomicU64 = AtomicU64::new(1);
+
 /// The layer's view of where it is installed, and the last diagnosis.
 #[derive(Debug)]
 pub(crate) struct Diagnose {
+    /// Tells this telemetry's layers from other ones in a dispatcher.
+    id: u64,
     expected: LevelFilter,
     /// Callsites with an active plan (each once).
     callsites: Mutex<Vec<&'static Metadata<'static>>>,
@@ -106,6 +115,7 @@ pub(crate) struct Diagnose {
 impl Diagnose {
     pub(crate) fn new(expected: LevelFilter) -> Self {
         Diagnose {
+            id: NEXT_ID.fetch_add(1, Ordering::Relaxed),
             expected,
             callsites: Mutex::new(Vec::new()),
             dispatches: Mutex::new(Vec::new()),
@@ -154,7 +164,7 @@ impl Diagnose {
     }
 
     fn diagnose(&self) -> Blocked {
-        let dispatches: Vec<Dispatch> = self
+        let registered: Vec<Dispatch> = self
             .dispatches
             .lock()
             .recover()
@@ -163,13 +173,6 @@ impl Diagnose {
             .collect();
         let current = LevelFilter::current();
         let max_level = (current < self.expected).then_some(current);
-        if dispatches.is_empty() {
-            return Blocked {
-                not_installed: true,
-                max_level,
-                callsites: Vec::new(),
-            };
-        }
         // Callsites above the maximum level are covered by the level check.
         let candidates: Vec<&'static Metadata<'static>> = self
             .callsites
@@ -179,26 +182,37 @@ impl Diagnose {
             .copied()
             .filter(|m| *m.level() <= current)
             .collect();
-        let callsites = if candidates.is_empty() {
-            Vec::new()
-        } else {
-            // A fresh thread: asking a dispatcher outside a real dispatch leaves per-layer-filter
-            // state in the asking thread's locals.
-            std::thread::Builder::new()
-                .name("dchat-telemetry-filter-probe".into())
-                .spawn(move || {
+        let id = self.id;
+        // A fresh thread: asking a dispatcher outside a real dispatch leaves per-layer-filter
+        // state in the asking thread's locals; and its default dispatcher is the global one.
+        let probe = std::thread::Builder::new()
+            .name("dchat-telemetry-filter-probe".into())
+            .spawn(move || {
+                let mut dispatches = registered;
+                let global = tracing_core::dispatcher::get_default(Dispatch::clone);
+                let holds_us = global
+                    .downcast_ref::<CallsiteFilter>()
+                    .is_some_and(|f| f.shared.diagnose.id == id);
+                if holds_us {
+                    dispatches.push(global);
+                }
+                let blocked: Vec<String> = if dispatches.is_empty() {
+                    Vec::new()
+                } else {
                     candidates
                         .into_iter()
                         .filter(|m| !dispatches.iter().any(|d| d.enabled(m)))
                         .map(|m| format!("{} ({})", m.name(), m.target()))
                         .collect()
-                })
-                .ok()
-                .and_then(|t| t.join().ok())
-                .unwrap_or_default()
-        };
+                };
+                (dispatches.is_empty(), blocked)
+            });
+        let (not_installed, callsites) = probe
+            .ok()
+            .and_then(|t| t.join().ok())
+            .unwrap_or((false, Vec::new()));
         Blocked {
-            not_installed: false,
+            not_installed,
             max_level,
             callsites,
         }
