@@ -5,6 +5,7 @@ Environment: MON (the monitoring dir under test), CATALOG (tests/data/catalog.ts
 reference folder, may be absent: checks that need it are skipped by monitoring/check)."""
 import copy
 import json
+import os
 import pathlib
 import re
 import subprocess
@@ -996,7 +997,9 @@ def check_dashboards(env):
                 if "up" in names:
                     up_panel = True
                 for sli in slis:
-                    if f"node:dchat_slo_{sli}_errors:rate5m" in expr and "$__range" in expr:
+                    ranged = r"\{[^}]*\}\[\$__range\]"
+                    if re.search(rf"node:dchat_slo_{sli}_errors:rate5m{ranged}", expr) and \
+                            re.search(rf"node:dchat_slo_{sli}_events:rate5m{ranged}", expr):
                         budget_panels.add(sli)
                     if f"node:dchat_slo_{sli}_error_ratio:rate1h" in expr:
                         burn_panels.add(sli)
@@ -1062,10 +1065,13 @@ SECRET_PATTERNS = [
 def check_secrets(env):
     errors = []
     root = env.mon.parent
-    for f in sorted(root.rglob("*")):
-        parts = set(f.relative_to(root).parts)
-        if not f.is_file() or parts & {".git", "target", ".tools", "node_modules", "__pycache__"} \
-                or f.suffix in (".lock",) or f.stat().st_size > 2_000_000:
+    skip_dirs = {".git", "target", ".tools", "node_modules", "__pycache__"}
+    files = []
+    for dirpath, dirnames, filenames in os.walk(root):
+        dirnames[:] = [d for d in dirnames if d not in skip_dirs]   # never walk into build output
+        files += [pathlib.Path(dirpath) / n for n in filenames]
+    for f in sorted(files):
+        if not f.is_file() or f.suffix in (".lock",) or f.stat().st_size > 2_000_000:
             continue
         try:
             text = f.read_text(encoding="utf-8")
