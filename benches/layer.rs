@@ -306,15 +306,15 @@ fn two_threads(c: &mut Criterion) {
 
 fn render(c: &mut Criterion) {
     let mut g = c.benchmark_group("render");
-    g.sample_size(20).measurement_time(Duration::from_secs(5));
-    for series in [1_000usize, 10_000] {
-        let t = ours(series + 100);
+    g.sample_size(10).measurement_time(Duration::from_secs(5));
+    for series in [1_000usize, 10_000, 50_000, 200_000] {
+        let t = ours(series + 1000);
         let d: Dispatch = tracing_subscriber::registry().with(t.layer()).into();
         tracing::dispatcher::with_default(&d, || {
             for i in 0..series {
                 tracing::info!(name: "message.sent", channel = i, "x");
             }
-            for i in 0..100 {
+            for i in 0..200 {
                 tracing::info!(name: "message.received", channel = i, latency_seconds = 0.01, "x");
             }
         });
@@ -332,7 +332,7 @@ fn render(c: &mut Criterion) {
             for i in 0..series {
                 metrics::counter!("dchat_messages_sent_total", "channel" => i.to_string(), "node_id" => "n", "service" => "dchat").increment(1);
             }
-            for i in 0..100 {
+            for i in 0..200 {
                 metrics::histogram!("dchat_message_latency_seconds", "channel" => i.to_string(), "node_id" => "n", "service" => "dchat").record(0.01);
             }
         });
@@ -343,9 +343,286 @@ fn render(c: &mut Criterion) {
             &series,
             |b, _| b.iter(|| handle.render()),
         );
+
+        if series == 50_000 {
+            // The OpenTelemetry SDK's own Prometheus path: opentelemetry-prometheus into a
+            // prometheus registry, encoded by the prometheus crate.
+            let registry = prometheus::Registry::new();
+            let exporter = opentelemetry_prometheus::exporter()
+                .with_registry(registry.clone())
+                .without_units()
+                .without_target_info()
+                .scope_info_enabled(false)
+                .build()
+                .unwrap();
+            let provider = SdkMeterProvider::builder()
+                .with_reader(exporter)
+                .with_view(|_: &opentelemetry_sdk::metrics::Instrument| {
+                    opentelemetry_sdk::metrics::Stream::builder()
+                        .with_cardinality_limit(300_000)
+                        .build()
+                        .ok()
+                })
+                .build();
+            let meter = provider.meter("bench");
+            let counter = meter.u64_counter("dchat_messages_sent").build();
+            let hist = meter
+                .f64_histogram("dchat_message_latency_seconds")
+                .with_boundaries(catalog::LATENCY_BUCKETS.to_vec())
+                .build();
+            for i in 0..series {
+                counter.add(
+                    1,
+                    &[
+                        KeyValue::new("channel", i.to_string()),
+                        KeyValue::new("node_id", "n"),
+                        KeyValue::new("service", "dchat"),
+                    ],
+                );
+            }
+            for i in 0..200 {
+                hist.record(
+                    0.01,
+                    &[
+                        KeyValue::new("channel", i.to_string()),
+                        KeyValue::new("node_id", "n"),
+                        KeyValue::new("service", "dchat"),
+                    ],
+                );
+            }
+            let encode = || {
+                let mut out = Vec::new();
+                prometheus::Encoder::encode(
+                    &prometheus::TextEncoder::new(),
+                    &registry.gather(),
+                    &mut out,
+                )
+                .unwrap();
+                out
+            };
+            eprintln!(
+                "render {series}: opentelemetry-prometheus {} bytes",
+                encode().len()
+            );
+            g.bench_with_input(
+                BenchmarkId::new("opentelemetry_prometheus", series),
+                &series,
+                |b, _| b.iter(encode),
+            );
+        }
     }
     g.finish();
 }
 
-criterion_group!(benches, event_paths, two_threads, render);
+/// `n` distinct channel names, `'static` (as dchat's channel ids are long-lived strings).
+fn channels(n: usize) -> Vec<&'static str> {
+    (0..n)
+        .map(|i| &*Box::leak(format!("channel-{i:04}").into_boxed_str()))
+        .collect()
+}
+
+/// A counter event whose `channel` cycles through 100 and 1000 live values, against the same
+/// update done by each peer with the same attribute, in one run.
+fn many_series(c: &mut Criterion) {
+    let mut g = c.benchmark_group("many_series");
+    g.measurement_time(Duration::from_secs(3))
+        .warm_up_time(Duration::from_secs(1));
+    for n in [100usize, 1000] {
+        let chans = channels(n);
+        let t = ours(4000);
+        let d: Dispatch = tracing_subscriber::registry().with(t.layer()).into();
+        tracing::dispatcher::with_default(&d, || {
+            let mut i = 0usize;
+            g.bench_function(BenchmarkId::new("ours/counter_event", n), |b| {
+                b.iter(|| {
+                    i = (i + 1) % n;
+                    tracing::info!(name: "message.sent", channel = chans[i], "x")
+                })
+            });
+        });
+        let provider = otel_provider();
+        let d: Dispatch = tracing_subscriber::registry()
+            .with(tracing_opentelemetry::MetricsLayer::new(provider.clone()))
+            .into();
+        tracing::dispatcher::with_default(&d, || {
+            let mut i = 0usize;
+            g.bench_function(BenchmarkId::new("tracing_otel/counter_event", n), |b| {
+                b.iter(|| {
+                    i = (i + 1) % n;
+                    tracing::info!(monotonic_counter.messages_sent = 1u64, channel = chans[i])
+                })
+            });
+        });
+        let counter = provider.meter("bench").u64_counter("direct_sent").build();
+        let mut i = 0usize;
+        g.bench_function(BenchmarkId::new("otel_sdk/counter_add", n), |b| {
+            b.iter(|| {
+                i = (i + 1) % n;
+                counter.add(1, &[KeyValue::new("channel", chans[i])])
+            })
+        });
+        let recorder = metrics_exporter_prometheus::PrometheusBuilder::new().build_recorder();
+        metrics::with_local_recorder(&recorder, || {
+            let mut i = 0usize;
+            g.bench_function(BenchmarkId::new("metrics_rs/counter", n), |b| {
+                b.iter(|| {
+                    i = (i + 1) % n;
+                    metrics::counter!("messages_sent_total", "channel" => chans[i]).increment(1)
+                })
+            });
+        });
+        let vec = prometheus::IntCounterVec::new(
+            prometheus::Opts::new("messages_sent_total", "h"),
+            &["channel"],
+        )
+        .unwrap();
+        let mut i = 0usize;
+        g.bench_function(
+            BenchmarkId::new("prometheus/with_label_values_inc", n),
+            |b| {
+                b.iter(|| {
+                    i = (i + 1) % n;
+                    vec.with_label_values(&[chans[i]]).inc()
+                })
+            },
+        );
+    }
+
+    // A db.query span whose operation cycles through 4 values.
+    const OPS: [&str; 4] = ["select", "insert", "update", "delete"];
+    let t = ours(4000);
+    let d: Dispatch = tracing_subscriber::registry().with(t.layer()).into();
+    tracing::dispatcher::with_default(&d, || {
+        let mut i = 0usize;
+        g.bench_function("ours/db_query_span_4_operations", |b| {
+            b.iter(|| {
+                i = (i + 1) % 4;
+                drop(tracing::info_span!("db.query", db.operation = OPS[i]).entered())
+            })
+        });
+    });
+    let hist = prometheus::HistogramVec::new(
+        prometheus::HistogramOpts::new("db_seconds", "h").buckets(catalog::DB_BUCKETS.to_vec()),
+        &["operation"],
+    )
+    .unwrap();
+    let d: Dispatch = tracing_subscriber::registry()
+        .with(SpanTimer { hist })
+        .into();
+    tracing::dispatcher::with_default(&d, || {
+        let mut i = 0usize;
+        g.bench_function("span_timer_prometheus/db_query_span_4_operations", |b| {
+            b.iter(|| {
+                i = (i + 1) % 4;
+                drop(tracing::info_span!("db.query", db.operation = OPS[i]).entered())
+            })
+        });
+    });
+    g.finish();
+}
+
+/// Two threads, each writing its own series: no cache line may be written by both.
+fn two_threads_own_series(c: &mut Criterion) {
+    let mut g = c.benchmark_group("two_threads_own_series");
+    g.measurement_time(Duration::from_secs(3))
+        .warm_up_time(Duration::from_secs(1));
+    type Ops = Arc<dyn Fn(usize, u64) + Send + Sync>;
+    fn run(threads: usize, iters: u64, ops: Ops) -> Duration {
+        let barrier = Arc::new(Barrier::new(threads));
+        let handles: Vec<_> = (0..threads)
+            .map(|t| {
+                let (ops, barrier) = (Arc::clone(&ops), Arc::clone(&barrier));
+                std::thread::spawn(move || {
+                    barrier.wait();
+                    let start = Instant::now();
+                    ops(t, iters);
+                    start.elapsed()
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| h.join().unwrap())
+            .max()
+            .unwrap()
+    }
+    const OWN: [&str; 2] = ["thread-0", "thread-1"];
+    let t = ours(2000);
+    let d: Dispatch = tracing_subscriber::registry().with(t.layer()).into();
+    let ops: Ops = Arc::new(move |thread, iters| {
+        tracing::dispatcher::with_default(&d, || {
+            for _ in 0..iters {
+                tracing::info!(name: "message.sent", channel = OWN[thread], "x")
+            }
+        })
+    });
+    for threads in [1usize, 2] {
+        let ops = Arc::clone(&ops);
+        g.bench_function(BenchmarkId::new("ours", threads), |b| {
+            b.iter_custom(|n| run(threads, n, Arc::clone(&ops)))
+        });
+    }
+    let recorder = Arc::new(metrics_exporter_prometheus::PrometheusBuilder::new().build_recorder());
+    let ops: Ops = Arc::new(move |thread, iters| {
+        metrics::with_local_recorder(&*recorder, || {
+            for _ in 0..iters {
+                metrics::counter!("messages_sent_total", "channel" => OWN[thread]).increment(1)
+            }
+        })
+    });
+    for threads in [1usize, 2] {
+        let ops = Arc::clone(&ops);
+        g.bench_function(BenchmarkId::new("metrics_rs", threads), |b| {
+            b.iter_custom(|n| run(threads, n, Arc::clone(&ops)))
+        });
+    }
+    g.finish();
+}
+
+/// What an exemplar costs: a histogram event with exemplars off, on without a trace context,
+/// and on inside a span that carries one (tracing-opentelemetry's layer beside ours).
+fn exemplars(c: &mut Criterion) {
+    use opentelemetry::trace::TracerProvider as _;
+    let mut g = c.benchmark_group("exemplars");
+    g.measurement_time(Duration::from_secs(3))
+        .warm_up_time(Duration::from_secs(1));
+    let off = shared::bench_telemetry_with(2000, false);
+    let d: Dispatch = tracing_subscriber::registry().with(off.layer()).into();
+    tracing::dispatcher::with_default(&d, || {
+        g.bench_function("ours/histogram_event_exemplars_off", |b| {
+            b.iter(|| tracing::info!(name: "bench.latency", latency_seconds = 0.012, channel = "general"))
+        });
+    });
+    let on = ours(2000);
+    let d: Dispatch = tracing_subscriber::registry().with(on.layer()).into();
+    tracing::dispatcher::with_default(&d, || {
+        g.bench_function("ours/histogram_event_no_trace_context", |b| {
+            b.iter(|| tracing::info!(name: "bench.latency", latency_seconds = 0.012, channel = "general"))
+        });
+    });
+    let provider = opentelemetry_sdk::trace::SdkTracerProvider::builder().build();
+    let traced = ours(2000);
+    let d: Dispatch = tracing_subscriber::registry()
+        .with(tracing_opentelemetry::layer().with_tracer(provider.tracer("bench")))
+        .with(traced.layer())
+        .into();
+    tracing::dispatcher::with_default(&d, || {
+        let span = tracing::info_span!("request");
+        let _entered = span.enter();
+        g.bench_function("ours/histogram_event_in_traced_span", |b| {
+            b.iter(|| tracing::info!(name: "bench.latency", latency_seconds = 0.012, channel = "general"))
+        });
+    });
+    g.finish();
+}
+
+criterion_group!(
+    benches,
+    event_paths,
+    many_series,
+    two_threads,
+    two_threads_own_series,
+    exemplars,
+    render
+);
 criterion_main!(benches);

@@ -60,9 +60,10 @@ pub const LATENCY_BUCKETS: &[f64] = &[
 pub const DB_BUCKETS: &[f64] = &[
     0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
 ];
-/// Buckets for rendering `/metrics`: 0.5 ms .. 1 s.
+/// Buckets for rendering `/metrics`: 0.5 ms .. 30 s (a render nearing a scrape timeout of 10 or
+/// 30 s stays measurable).
 pub const SCRAPE_BUCKETS: &[f64] = &[
-    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0,
+    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
 ];
 
 /// `dchat_messages_sent_total{channel}`.

@@ -73,3 +73,32 @@ fn bytes_per_series_and_per_open_span() {
         assert!(per_span < 2048.0, "{per_span} B per open span");
     });
 }
+
+#[test]
+fn bytes_per_series_at_50k_and_200k() {
+    for n in [50_000usize, 200_000] {
+        let t = dchat_telemetry::Telemetry::builder()
+            .with_cardinality_limit(n + 10)
+            .with_process_metrics(false)
+            .without_env()
+            .build()
+            .unwrap();
+        let dispatch: tracing::Dispatch = tracing_subscriber::registry().with(t.layer()).into();
+        let per_series = tracing::dispatcher::with_default(&dispatch, || {
+            tracing::info!(name: "message.sent", channel = "warm", "x");
+            let before = LIVE.load(Ordering::SeqCst);
+            for i in 0..n {
+                tracing::info!(name: "message.sent", channel = format_args!("channel-{i:06}"), "x");
+            }
+            (LIVE.load(Ordering::SeqCst) - before) as f64 / n as f64
+        });
+        // Rendering keeps a sorted list of the series (8 B each) and a buffer the size of the
+        // exposition: counted too, after one scrape.
+        let before = LIVE.load(Ordering::SeqCst);
+        let text = t.render().unwrap();
+        let render = (LIVE.load(Ordering::SeqCst) - before) as f64 / n as f64;
+        drop(text);
+        println!("memory at {n} series: {per_series:.0} B per counter series, +{render:.0} B per series kept by the render (its sorted order and the exposition)");
+        assert!(per_series < 1024.0, "{per_series} B per series at {n}");
+    }
+}

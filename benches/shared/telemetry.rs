@@ -7,6 +7,11 @@ use dchat_telemetry::{catalog, LabelSource, MetricKind, Rule, Rules, Telemetry};
 /// parent span (`node`), and a histogram alone (the shape of tracing-opentelemetry's
 /// `histogram.` event; dchat's `message.received` feeds a counter too).
 pub fn bench_telemetry(limit: usize) -> Telemetry {
+    bench_telemetry_with(limit, true)
+}
+
+/// [`bench_telemetry`] with exemplars on or off.
+pub fn bench_telemetry_with(limit: usize, exemplars: bool) -> Telemetry {
     let rule = Rule::builder(MetricKind::Counter, "bench_events_total")
         .with_event_name("bench.event")
         .with_description("Bench events.")
@@ -26,6 +31,8 @@ pub fn bench_telemetry(limit: usize) -> Telemetry {
     Telemetry::builder()
         .with_rules(Rules::dchat_defaults().with_rule(rule).with_rule(histogram))
         .with_cardinality_limit(limit)
+        .with_exemplars(exemplars)
+        .with_process_metrics(false)
         .without_env()
         .build()
         .expect("valid config")
