@@ -593,7 +593,7 @@ fn exemplars(c: &mut Criterion) {
             b.iter(|| tracing::info!(name: "bench.latency", latency_seconds = 0.012, channel = "general"))
         });
     });
-    let on = ours(2000);
+    let on = shared::bench_telemetry_with(2000, true);
     let d: Dispatch = tracing_subscriber::registry().with(on.layer()).into();
     tracing::dispatcher::with_default(&d, || {
         g.bench_function("ours/histogram_event_no_trace_context", |b| {
@@ -601,7 +601,7 @@ fn exemplars(c: &mut Criterion) {
         });
     });
     let provider = opentelemetry_sdk::trace::SdkTracerProvider::builder().build();
-    let traced = ours(2000);
+    let traced = shared::bench_telemetry_with(2000, true);
     let d: Dispatch = tracing_subscriber::registry()
         .with(tracing_opentelemetry::layer().with_tracer(provider.tracer("bench")))
         .with(traced.layer())

@@ -11,7 +11,8 @@
 //! only inside the dispatcher scope leaves out set-up, and the clock's calibration with its
 //! noise (`render` runs outside that scope: count it without the toggle). For a profile by
 //! function, write the output to a file and run `callgrind_annotate`.
-//! Shapes: `counter` (own + inherited label), `histogram` (a histogram alone), `message_received`
+//! Shapes: `counter` (own + inherited label), `counter_100` (dchat's `message.sent` whose channel
+//! cycles through 100 values), `histogram` (a histogram alone), `message_received`
 //! (dchat's counter + histogram event), `db_span`, `relay_span`; `render` renders 10k counter
 //! series and 100 histograms N times. The `db.query` span's peer and floors, without this layer:
 //! `db_span_peer` (a hand-written span timer feeding a prometheus `HistogramVec`),
@@ -68,10 +69,16 @@ fn main() {
         }
         return;
     }
+    let channels: Vec<&'static str> = (0..100)
+        .map(|i| &*Box::leak(format!("channel-{i:04}").into_boxed_str()))
+        .collect();
     tracing::dispatcher::with_default(&d, || {
         let _node = tracing::info_span!("node", node = "node-1").entered();
         for i in 0..n {
             match shape.as_str() {
+                "counter_100" => {
+                    tracing::info!(name: "message.sent", channel = channels[i as usize % 100], "x")
+                }
                 "counter" => tracing::info!(name: "bench.event", channel = "general", "x"),
                 "histogram" => {
                     tracing::info!(name: "bench.latency", latency_seconds = 0.012, channel = "general")

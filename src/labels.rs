@@ -78,10 +78,72 @@ pub(crate) fn sanitize_label_name(name: &str) -> String {
     out
 }
 
+/// Where sanitised text goes: a `String`, or the layer's byte buffer (whose contents are only
+/// ever whole UTF-8 strings, so every range the layer takes of it is UTF-8 too).
+pub(crate) trait TextSink {
+    fn len(&self) -> usize;
+    fn push_str(&mut self, s: &str);
+}
+
+impl TextSink for String {
+    fn len(&self) -> usize {
+        String::len(self)
+    }
+
+    fn push_str(&mut self, s: &str) {
+        String::push_str(self, s);
+    }
+}
+
+impl TextSink for Vec<u8> {
+    fn len(&self) -> usize {
+        Vec::len(self)
+    }
+
+    /// Short strings (label values usually are) are copied with fixed-size, overlapping word
+    /// copies instead of a `memcpy` call.
+    #[inline]
+    fn push_str(&mut self, s: &str) {
+        push_bytes(self, s.as_bytes());
+    }
+}
+
+/// Appends `b` to `out`; up to 16 bytes without a library call.
+#[inline]
+pub(crate) fn push_bytes(out: &mut Vec<u8>, b: &[u8]) {
+    let n = b.len();
+    let at = out.len();
+    match n {
+        // Each arm copies fixed-size chunks (inlined moves): the head, then the tail that may
+        // overlap it, after cutting the head back so the two join exactly.
+        8..=16 => {
+            if let (Some(h), Some(t)) = (b.get(..8), b.get(n - 8..)) {
+                out.extend_from_slice(<&[u8; 8]>::try_from(h).unwrap_or(&[0; 8]));
+                out.truncate(at + n - 8);
+                out.extend_from_slice(<&[u8; 8]>::try_from(t).unwrap_or(&[0; 8]));
+            }
+        }
+        4..=7 => {
+            if let (Some(h), Some(t)) = (b.get(..4), b.get(n - 4..)) {
+                out.extend_from_slice(<&[u8; 4]>::try_from(h).unwrap_or(&[0; 4]));
+                out.truncate(at + n - 4);
+                out.extend_from_slice(<&[u8; 4]>::try_from(t).unwrap_or(&[0; 4]));
+            }
+        }
+        0..=3 => {
+            for &x in b {
+                out.push(x);
+            }
+        }
+        _ => out.extend_from_slice(b),
+    }
+}
+
 /// Appends `value` to `out`, sanitised: control characters other than `\n`/`\t` become U+FFFD and
 /// the appended part stops before it would pass `cap` bytes (on a character boundary). Returns
 /// `false` when something was cut.
-pub(crate) fn push_sanitized(out: &mut String, value: &str, cap: usize) -> bool {
+#[inline]
+pub(crate) fn push_sanitized<S: TextSink + ?Sized>(out: &mut S, value: &str, cap: usize) -> bool {
     // Fast path: printable ASCII (the common label value) is copied as is, up to the cap.
     let bytes = value.as_bytes();
     let fits = bytes.len() <= cap;
@@ -91,7 +153,13 @@ pub(crate) fn push_sanitized(out: &mut String, value: &str, cap: usize) -> bool 
         out.push_str(&value[..head.len()]);
         return fits;
     }
+    push_sanitized_slow(out, value, cap)
+}
+
+#[cold]
+fn push_sanitized_slow<S: TextSink + ?Sized>(out: &mut S, value: &str, cap: usize) -> bool {
     let start = out.len();
+    let mut utf8 = [0u8; 4];
     for c in value.chars() {
         let c = if c.is_control() && c != '\n' && c != '\t' {
             '\u{FFFD}'
@@ -101,7 +169,7 @@ pub(crate) fn push_sanitized(out: &mut String, value: &str, cap: usize) -> bool 
         if out.len() - start + c.len_utf8() > cap {
             return false;
         }
-        out.push(c);
+        out.push_str(c.encode_utf8(&mut utf8));
     }
     true
 }
@@ -185,20 +253,20 @@ pub(crate) fn bytes_eq(a: &[u8], b: &[u8]) -> bool {
 
 /// A `fmt::Write` sink that appends sanitised text to a `String` and stops (with `fmt::Error`)
 /// once the cap is reached, so a huge `Debug` value is never formatted in full.
-pub(crate) struct CappedWriter<'a> {
-    out: &'a mut String,
+pub(crate) struct CappedWriter<'a, S: TextSink + ?Sized> {
+    out: &'a mut S,
     start: usize,
     cap: usize,
 }
 
-impl<'a> CappedWriter<'a> {
-    pub(crate) fn new(out: &'a mut String, cap: usize) -> Self {
+impl<'a, S: TextSink + ?Sized> CappedWriter<'a, S> {
+    pub(crate) fn new(out: &'a mut S, cap: usize) -> Self {
         let start = out.len();
         CappedWriter { out, start, cap }
     }
 }
 
-impl fmt::Write for CappedWriter<'_> {
+impl<S: TextSink + ?Sized> fmt::Write for CappedWriter<'_, S> {
     fn write_str(&mut self, s: &str) -> fmt::Result {
         let used = self.out.len() - self.start;
         if push_sanitized(self.out, s, self.cap.saturating_sub(used)) {
@@ -239,6 +307,26 @@ mod tests {
         let mut s = String::new();
         assert!(push_sanitized(&mut s, "a\u{0}b\nc", 64));
         assert_eq!(s, "a\u{FFFD}b\nc");
+    }
+
+    proptest! {
+        #[test]
+        fn push_bytes_appends_exactly(prefix in proptest::collection::vec(any::<u8>(), 0..20),
+                                      b in proptest::collection::vec(any::<u8>(), 0..40)) {
+            let mut out = prefix.clone();
+            push_bytes(&mut out, &b);
+            let mut want = prefix;
+            want.extend_from_slice(&b);
+            prop_assert_eq!(out, want);
+        }
+
+        #[test]
+        fn sanitising_into_bytes_matches_sanitising_into_a_string(v in any::<String>(), cap in 0usize..200) {
+            let mut s = String::new();
+            let mut b = Vec::new();
+            prop_assert_eq!(push_sanitized(&mut s, &v, cap), push_sanitized(&mut b, &v, cap));
+            prop_assert_eq!(s.into_bytes(), b);
+        }
     }
 
     #[test]

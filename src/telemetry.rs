@@ -200,7 +200,7 @@ impl Telemetry {
         }
         let own = &inner.own;
         let ready = if inner.health.is_ready() { 1.0 } else { 0.0 };
-        own.ready.record(0, &[], Num::F64(ready));
+        own.ready.record::<&str>(0, &[], Num::F64(ready));
         let blocked = inner.shared.diagnose.blocked();
         for (reason, n) in [
             ("max_level", usize::from(blocked.max_level.is_some())),
@@ -228,7 +228,7 @@ impl Telemetry {
         inner.render_failed.store(false, Ordering::SeqCst);
         own.scrapes.record(0, &[format.label()], Num::U64(1));
         own.scrape_duration
-            .record(0, &[], Num::F64(start.elapsed().as_secs_f64()));
+            .record::<&str>(0, &[], Num::F64(start.elapsed().as_secs_f64()));
         Ok(text)
     }
 

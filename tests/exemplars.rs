@@ -17,7 +17,12 @@ fn exemplar_of<'a>(text: &'a str, prefix: &str) -> Option<&'a str> {
 
 #[test]
 fn samples_inside_a_traced_span_link_to_it() {
-    let t = common::telemetry();
+    let t = dchat_telemetry::Telemetry::builder()
+        .with_node_id("test-node")
+        .with_exemplars(true)
+        .without_env()
+        .build()
+        .unwrap();
     let provider = opentelemetry_sdk::trace::SdkTracerProvider::builder().build();
     let subscriber = tracing_subscriber::registry()
         .with(tracing_opentelemetry::layer().with_tracer(provider.tracer("exemplars")))

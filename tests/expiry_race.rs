@@ -23,13 +23,20 @@ fn no_count_is_lost_to_expiry() {
     let dispatch = common::dispatch(&t);
     let done = Arc::new(AtomicBool::new(false));
     let added = Arc::new(AtomicU64::new(0));
+    // Set by the scraper for a few scrapes now and then: both recorders hold off, so the series
+    // surely expires; between holds, pauses race with the sweeps.
+    let hold = Arc::new(AtomicBool::new(false));
     let recorders: Vec<_> = (0..2u64)
         .map(|seed| {
             let (dispatch, done, added) = (dispatch.clone(), done.clone(), added.clone());
+            let hold = hold.clone();
             std::thread::spawn(move || {
                 tracing::dispatcher::with_default(&dispatch, || {
                     let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
                     for _ in 0..40_000 {
+                        while hold.load(Ordering::Acquire) {
+                            std::hint::spin_loop();
+                        }
                         x ^= x << 13;
                         x ^= x >> 7;
                         x ^= x << 17;
@@ -66,11 +73,15 @@ fn no_count_is_lost_to_expiry() {
         }
         last = v;
     };
+    let mut scrapes = 0u64;
     while !recorders.iter().all(|r| r.is_finished()) {
+        scrapes += 1;
+        hold.store(scrapes % 10 < 3, Ordering::Release);
         // Past the TTL at every scrape: any series idle since the last one expires now.
         clock.advance(Duration::from_secs(61));
         read(&t.render().unwrap());
     }
+    hold.store(false, Ordering::Release);
     for r in recorders {
         r.join().unwrap();
     }

@@ -7,10 +7,10 @@ use dchat_telemetry::{catalog, LabelSource, MetricKind, Rule, Rules, Telemetry};
 /// parent span (`node`), and a histogram alone (the shape of tracing-opentelemetry's
 /// `histogram.` event; dchat's `message.received` feeds a counter too).
 pub fn bench_telemetry(limit: usize) -> Telemetry {
-    bench_telemetry_with(limit, true)
+    bench_telemetry_with(limit, false)
 }
 
-/// [`bench_telemetry`] with exemplars on or off.
+/// [`bench_telemetry`] with exemplars on or off (off is the default, as in `bench_telemetry`).
 pub fn bench_telemetry_with(limit: usize, exemplars: bool) -> Telemetry {
     let rule = Rule::builder(MetricKind::Counter, "bench_events_total")
         .with_event_name("bench.event")

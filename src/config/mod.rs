@@ -68,7 +68,7 @@ impl Default for TelemetryBuilder {
             expected_level: LevelFilter::INFO,
             process_metrics: true,
             runtime: None,
-            exemplars: true,
+            exemplars: false,
             read_env: true,
         }
     }
@@ -184,7 +184,10 @@ impl TelemetryBuilder {
     }
 
     /// Whether histogram buckets and counters recorded inside a span with an OpenTelemetry trace
-    /// context keep exemplars for OpenMetrics scrapes (default on; no cost without a context).
+    /// context (tracing-opentelemetry's layer beside this one) keep exemplars for OpenMetrics
+    /// scrapes (default off: turn it on where that layer is installed). Off, it costs nothing;
+    /// on, each matched event reads the thread's OpenTelemetry context once (a few nanoseconds
+    /// without a context, more with one: see benches/README.md).
     pub fn with_exemplars(mut self, on: bool) -> Self {
         self.exemplars = on;
         self

@@ -46,10 +46,10 @@ fn value(action: &Action, scratch: &Scratch, span_seconds: f64) -> Option<Num> {
 /// spans — the nearest span that has any of the label's sources, and within it the earliest
 /// source — then the fallback.
 #[inline]
-fn label<'s>(plan: &'s LabelPlan, scratch: &'s Scratch) -> &'s str {
+fn label<'s>(plan: &'s LabelPlan, scratch: &'s Scratch) -> &'s [u8] {
     for &slot in plan.own.iter() {
         if let Some(r) = scratch.label(slot as usize) {
-            return scratch.str(r);
+            return scratch.bytes(r);
         }
     }
     let mut best: Option<((u8, usize), (u32, u32))> = None;
@@ -61,21 +61,28 @@ fn label<'s>(plan: &'s LabelPlan, scratch: &'s Scratch) -> &'s str {
         }
     }
     match best {
-        Some((_, r)) => scratch.str(r),
-        None => &plan.fallback,
+        Some((_, r)) => scratch.bytes(r),
+        None => plan.fallback.as_bytes(),
     }
 }
 
-/// The label values of `action`, in its label-name order.
+/// Runs `f` with the label values of `action`, in its label-name order (kept on the stack:
+/// returned by value, the array would be copied on every event).
 #[inline]
-fn labels<'s>(action: &'s Action, scratch: &'s Scratch) -> ArrayVec<&'s str, MAX_LABELS> {
-    let mut values = ArrayVec::new();
-    // Rules are rejected past MAX_LABELS labels (and prefix metrics past as many allow-listed
-    // fields), so every push fits.
-    for plan in action.labels.iter().take(MAX_LABELS) {
-        let _ = values.try_push(label(plan, scratch));
+fn with_labels<R>(action: &Action, scratch: &Scratch, f: impl FnOnce(&[&[u8]]) -> R) -> R {
+    match &action.labels[..] {
+        [] => f(&[]),
+        [one] => f(&[label(one, scratch)]),
+        many => {
+            let mut values: ArrayVec<&[u8], MAX_LABELS> = ArrayVec::new();
+            // Rules are rejected past MAX_LABELS labels (and prefix metrics past as many
+            // allow-listed fields), so every push fits.
+            for plan in many.iter().take(MAX_LABELS) {
+                let _ = values.try_push(label(plan, scratch));
+            }
+            f(&values)
+        }
     }
-    values
 }
 
 /// Whether the action names an instrument of another kind: counted, nothing recorded.
@@ -102,9 +109,11 @@ pub(super) fn record(
     let Some(v) = value(action, scratch, span_seconds) else {
         return;
     };
-    action
-        .metric
-        .record_traced(action.set, &labels(action, scratch), v, trace);
+    with_labels(action, scratch, |values| {
+        action
+            .metric
+            .record_at(&action.cache, action.set, values, v, trace)
+    });
 }
 
 /// Adds 1 to the gauge of an opening span; the series, pinned, for the span to take back down.
@@ -112,9 +121,9 @@ pub(super) fn open_gauge(action: &Action, scratch: &Scratch) -> Option<Arc<Serie
     if conflicts(action) {
         return None;
     }
-    action
-        .metric
-        .open_gauge(action.set, &labels(action, scratch))
+    with_labels(action, scratch, |values| {
+        action.metric.open_gauge(action.set, values)
+    })
 }
 
 #[cfg(test)]
@@ -134,6 +143,7 @@ mod tests {
     fn own_fields_then_the_nearest_span_then_the_earliest_source_then_the_fallback() {
         let mut s = Scratch::new_for_test();
         let p = plan(&[3, 5], &[7, 8]);
+        let label = |p: &LabelPlan, s: &Scratch| String::from_utf8(label(p, s).to_vec()).unwrap();
         assert_eq!(label(&p, &s), "fallback");
         // Inherited: field 8 from the nearest span (depth 0), field 7 from its parent.
         let far = s.push_raw("seven-far");

@@ -19,7 +19,9 @@ const _: () = assert!(MAX_CAPTURES <= 16);
 /// slots hold a value is kept in two bit sets, so clearing is three stores.
 #[derive(Debug)]
 pub(crate) struct Scratch {
-    pub(crate) buf: String,
+    /// Label values back to back; only whole UTF-8 strings are ever pushed, so every range the
+    /// layer records is UTF-8.
+    pub(crate) buf: Vec<u8>,
     labels: [(u32, u32); MAX_CAPTURES],
     nums: [Result<Num, DropReason>; MAX_CAPTURES],
     has_label: u16,
@@ -33,7 +35,7 @@ impl Scratch {
     /// An empty scratch (its buffers grow on first use, then keep their capacity).
     const fn new() -> Self {
         Scratch {
-            buf: String::new(),
+            buf: Vec::new(),
             labels: [(0, 0); MAX_CAPTURES],
             nums: [Ok(Num::U64(0)); MAX_CAPTURES],
             has_label: 0,
@@ -105,14 +107,22 @@ impl Scratch {
         self.set_label(slot, r);
     }
 
-    pub(crate) fn str(&self, (start, end): (u32, u32)) -> &str {
-        self.buf.get(start as usize..end as usize).unwrap_or("")
+    /// The bytes of a recorded range (a label value).
+    #[inline]
+    pub(crate) fn bytes(&self, (start, end): (u32, u32)) -> &[u8] {
+        self.buf.get(start as usize..end as usize).unwrap_or(b"")
+    }
+
+    /// A recorded range as text (every range holds whole UTF-8 strings; a range that did not
+    /// would read as empty).
+    pub(crate) fn str(&self, r: (u32, u32)) -> &str {
+        std::str::from_utf8(self.bytes(r)).unwrap_or("")
     }
 
     /// Appends `v` as is (already sanitised, e.g. kept by a span) and returns its range.
     pub(crate) fn push_raw(&mut self, v: &str) -> (u32, u32) {
         let start = self.buf.len();
-        self.buf.push_str(v);
+        crate::labels::push_bytes(&mut self.buf, v.as_bytes());
         (start as u32, self.buf.len() as u32)
     }
 
@@ -262,7 +272,8 @@ impl Visit for Visitor<'_> {
                         .is_ok()
                 }));
                 let parsed = if matches!(fits, Ok(true)) {
-                    Num::parse(self.scratch.buf.get(start..).unwrap_or(""))
+                    let printed = self.scratch.buf.get(start..).unwrap_or(b"");
+                    Num::parse(std::str::from_utf8(printed).unwrap_or(""))
                 } else {
                     Err(DropReason::WrongType)
                 };

@@ -128,6 +128,7 @@ impl Compiled {
                 value,
                 labels,
                 conflict: false,
+                cache: Default::default(),
             });
         }
         if self.prefix_fields && meta.is_event() {

@@ -85,6 +85,8 @@ pub(crate) struct Action {
     pub(crate) labels: Box<[LabelPlan]>,
     /// The field names an instrument that exists with another kind: count, do not record.
     pub(crate) conflict: bool,
+    /// The series this action used last (the first of the caches in front of the metric).
+    pub(crate) cache: crate::series::cache::CallsiteCache,
 }
 
 /// A label that may come from an enclosing span: the capture slots that give it a value of the

@@ -116,6 +116,7 @@ impl Compiled {
                 },
                 labels,
                 conflict,
+                cache: Default::default(),
             });
         }
     }

@@ -1,3 +1,6 @@
+//! The caches in front of a metric's table: each callsite's cache of the few series it used
+//! ([`CallsiteCache`]), then each thread's cache of the series it records into.
+//!
 //! Each thread's cache of the series it records into: found with one hash probe in memory no
 //! other thread writes, so threads recording into different series share no cache line (a
 //! shared table's read lock alone would bounce between cores on every event).
@@ -8,7 +11,7 @@
 //! bounded ([`THREAD_SERIES_CACHE`]): when full it is emptied and refills on use.
 
 use std::cell::RefCell;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use hashbrown::HashTable;
 
@@ -28,11 +31,11 @@ thread_local! {
 /// # Errors
 /// The [`DropReason`] `f` reported.
 #[inline]
-pub(crate) fn with_series<R>(
+pub(crate) fn with_series<R, V: AsRef<[u8]>>(
     metric: &Metric,
     hash: u64,
     set: u32,
-    values: &[&str],
+    values: &[V],
     mut f: impl FnMut(&Arc<Series>) -> Result<R, Missed>,
 ) -> Result<R, DropReason> {
     let cached = CACHE.try_with(|cache| {
@@ -79,5 +82,32 @@ pub(crate) fn with_series<R>(
                 Err(Missed::Dead) => continue,
             }
         },
+    }
+}
+
+/// The first series one callsite's action used, found with a load and a key compare (no
+/// hash, no thread-local, no shared write): most callsites keep hitting one label set. Filled
+/// once, never replaced; when its series has expired it is passed over (the successor is found
+/// in the thread's cache), and so is any other label set of the callsite.
+#[derive(Debug, Default)]
+pub(crate) struct CallsiteCache {
+    first: OnceLock<Arc<Series>>,
+}
+
+impl CallsiteCache {
+    /// The live series of `values`, if it is this callsite's first one.
+    #[inline]
+    pub(crate) fn get(&self, set: u32, values: &[&[u8]]) -> Option<&Series> {
+        let s = self.first.get()?;
+        (s.set == set && s.key.eq_values(values) && !s.cell.is_dead()).then_some(&**s)
+    }
+
+    /// Keeps `series` if the callsite has none yet (never the overflow series: each of its uses
+    /// must be counted).
+    #[inline]
+    pub(crate) fn put(&self, series: &Arc<Series>) {
+        if self.first.get().is_none() && !series.is_overflow() {
+            let _ = self.first.set(Arc::clone(series));
+        }
     }
 }

@@ -79,7 +79,7 @@ impl std::fmt::Debug for Series {
 impl Series {
     /// Whether this is the series of `values` in label set `set` of metric `metric`.
     #[inline]
-    pub(crate) fn is(&self, metric: u32, set: u32, values: &[&str]) -> bool {
+    pub(crate) fn is<V: AsRef<[u8]>>(&self, metric: u32, set: u32, values: &[V]) -> bool {
         self.metric == metric && self.set == set && self.key.eq_values(values)
     }
 
@@ -90,8 +90,10 @@ impl Series {
     #[inline]
     pub(crate) fn record(&self, value: Num) -> Result<(), Missed> {
         self.cell.record(value)?;
-        if let (Some(h), Ok(v)) = (&self.otel, value.to_f64()) {
-            h.record(v);
+        if let Some(h) = &self.otel {
+            if let Ok(v) = value.to_f64() {
+                h.record(v);
+            }
         }
         Ok(())
     }
@@ -245,12 +247,11 @@ impl Metric {
 
     /// The hash under which `values` of label set `set` is (or would be) found.
     #[inline]
-    pub(crate) fn hash_values(&self, set: u32, values: &[&str]) -> u64 {
+    pub(crate) fn hash_values<V: AsRef<[u8]>>(&self, set: u32, values: &[V]) -> u64 {
         let mut h = self.hasher.build_hasher();
-        h.write_u32(self.id);
-        h.write_u32(set);
+        h.write_u64(u64::from(self.id) << 32 | u64::from(set));
         for v in values {
-            h.write(v.as_bytes());
+            h.write(v.as_ref());
             h.write_u8(0xff); // not valid UTF-8: separates ("ab","c") from ("a","bc")
         }
         h.finish()
@@ -259,7 +260,7 @@ impl Metric {
     /// The series for `values` (one per label name of `set`, in order) from the metric's table,
     /// created on first use; past the cardinality limit (after a sweep for idle series), the
     /// overflow series.
-    pub(crate) fn lookup(&self, hash: u64, set: u32, values: &[&str]) -> Arc<Series> {
+    pub(crate) fn lookup<V: AsRef<[u8]>>(&self, hash: u64, set: u32, values: &[V]) -> Arc<Series> {
         let matches = |s: &Series| s.set == set && s.key.eq_values(values);
         if let Some(s) = self.store.find(hash, matches) {
             return s;
@@ -289,7 +290,7 @@ impl Metric {
                 .record(0, &[&self.def.name], Num::U64(1));
         }
         self.store
-            .overflow(|| Arc::new(self.make_series(0, OVERFLOW_SET, LabelKey::new(&[]))))
+            .overflow(|| Arc::new(self.make_series(0, OVERFLOW_SET, LabelKey::new::<&str>(&[]))))
     }
 
     fn make_series(&self, hash: u64, set: u32, key: LabelKey) -> Series {
@@ -329,28 +330,48 @@ impl Metric {
     /// Records `value` into the series for `values` of label set `set`, through this thread's
     /// series cache; counts what cannot be recorded.
     #[inline]
-    pub(crate) fn record(&self, set: u32, values: &[&str], value: Num) {
+    pub(crate) fn record<V: AsRef<[u8]>>(&self, set: u32, values: &[V], value: Num) {
         let hash = self.hash_values(set, values);
         if let Err(reason) = cache::with_series(self, hash, set, values, |s| s.record(value)) {
             self.dropped(reason);
         }
     }
 
-    /// [`Metric::record`], keeping the current trace context as an exemplar where the metric
-    /// keeps them.
+    /// Records `value` for a callsite: first through the callsite's own cache of the series it
+    /// used (`l1`), then this thread's, then the metric's table; keeps the current trace context
+    /// as an exemplar where the metric keeps them. Counts what cannot be recorded.
     #[inline]
-    pub(crate) fn record_traced(
+    pub(crate) fn record_at(
         &self,
+        l1: &cache::CallsiteCache,
         set: u32,
-        values: &[&str],
+        values: &[&[u8]],
         value: Num,
         trace: &mut TraceContext,
     ) {
-        if !self.exemplars {
-            return self.record(set, values, value);
+        let exemplars = self.exemplars;
+        let record = |s: &Series, trace: &mut TraceContext| {
+            if exemplars {
+                s.record_traced(value, trace)
+            } else {
+                s.record(value)
+            }
+        };
+        if let Some(s) = l1.get(set, values) {
+            match record(s, trace) {
+                Ok(()) => return,
+                Err(Missed::Dropped(reason)) => return self.dropped(reason),
+                Err(Missed::Dead) => {} // expired since it was cached: the tables have its successor
+            }
         }
         let hash = self.hash_values(set, values);
-        let r = cache::with_series(self, hash, set, values, |s| s.record_traced(value, trace));
+        let r = cache::with_series(self, hash, set, values, |s| {
+            let r = record(s, trace);
+            if r.is_ok() {
+                l1.put(s);
+            }
+            r
+        });
         if let Err(reason) = r {
             self.dropped(reason);
         }
@@ -358,7 +379,7 @@ impl Metric {
 
     /// Adds 1 to the gauge series for `values` and pins it until the span closes; the series
     /// (to take back down with [`Metric::close_gauge`]), or `None` when the value was dropped.
-    pub(crate) fn open_gauge(&self, set: u32, values: &[&str]) -> Option<Arc<Series>> {
+    pub(crate) fn open_gauge<V: AsRef<[u8]>>(&self, set: u32, values: &[V]) -> Option<Arc<Series>> {
         let hash = self.hash_values(set, values);
         let r = cache::with_series(self, hash, set, values, |s| {
             s.pin();
