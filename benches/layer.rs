@@ -562,6 +562,38 @@ fn two_threads_own_series(c: &mut Criterion) {
             b.iter_custom(|n| run(threads, n, Arc::clone(&ops)))
         });
     }
+    // Baselines of the machine: what two threads cost when nothing is shared at all (each
+    // increments an atomic on cache lines of its own), and tracing's own dispatch of the same
+    // event to a layer that does nothing.
+    #[repr(align(128))]
+    struct Line(std::sync::atomic::AtomicU64);
+    let lines: Arc<[Line; 2]> = Arc::new([Line(0.into()), Line(0.into())]);
+    let ops: Ops = Arc::new(move |thread, iters| {
+        for _ in 0..iters {
+            lines[thread].0.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            std::hint::black_box(&lines[thread]);
+        }
+    });
+    for threads in [1usize, 2] {
+        let ops = Arc::clone(&ops);
+        g.bench_function(BenchmarkId::new("baseline_own_atomic", threads), |b| {
+            b.iter_custom(|n| run(threads, n, Arc::clone(&ops)))
+        });
+    }
+    let d: Dispatch = tracing_subscriber::registry().with(NoopLayer).into();
+    let ops: Ops = Arc::new(move |thread, iters| {
+        tracing::dispatcher::with_default(&d, || {
+            for _ in 0..iters {
+                tracing::info!(name: "message.sent", channel = OWN[thread], "x")
+            }
+        })
+    });
+    for threads in [1usize, 2] {
+        let ops = Arc::clone(&ops);
+        g.bench_function(BenchmarkId::new("baseline_tracing_noop_layer", threads), |b| {
+            b.iter_custom(|n| run(threads, n, Arc::clone(&ops)))
+        });
+    }
     let recorder = Arc::new(metrics_exporter_prometheus::PrometheusBuilder::new().build_recorder());
     let ops: Ops = Arc::new(move |thread, iters| {
         metrics::with_local_recorder(&*recorder, || {

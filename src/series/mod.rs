@@ -52,7 +52,8 @@ pub(crate) struct Series {
     pub(crate) set: u32,
     pub(crate) hash: u64,
     pub(crate) key: LabelKey,
-    pub(crate) cell: Cell,
+    /// The value, away from the fields other threads read.
+    pub(crate) cell: cell::Padded<Cell>,
     /// Open spans holding this (gauge) series: a pinned series never expires.
     pins: AtomicU32,
     /// Expiry's view, touched only by sweeps: the version last seen and when it last moved
@@ -110,7 +111,7 @@ impl Series {
         if let Some(x) = &self.exemplars {
             if let Some((trace_id, span_id)) = trace.get() {
                 let v = value.to_f64().unwrap_or(0.0);
-                let slot = match &self.cell {
+                let slot = match &*self.cell {
                     Cell::Histogram(h) => h.bucket_of(v),
                     _ => 0,
                 };
@@ -304,7 +305,7 @@ impl Metric {
             set,
             hash,
             key,
-            cell: Cell::new(&self.cell_kind),
+            cell: cell::Padded(Cell::new(&self.cell_kind)),
             pins: AtomicU32::new(0),
             seen: AtomicU64::new(0),
             changed_at: AtomicU64::new(now),
