@@ -570,8 +570,10 @@ fn two_threads_own_series(c: &mut Criterion) {
     let lines: Arc<[Line; 2]> = Arc::new([Line(0.into()), Line(0.into())]);
     let ops: Ops = Arc::new(move |thread, iters| {
         for _ in 0..iters {
-            lines[thread].0.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-            std::hint::black_box(&lines[thread]);
+            lines[thread]
+                .0
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            black_box(&lines[thread]);
         }
     });
     for threads in [1usize, 2] {
@@ -590,9 +592,10 @@ fn two_threads_own_series(c: &mut Criterion) {
     });
     for threads in [1usize, 2] {
         let ops = Arc::clone(&ops);
-        g.bench_function(BenchmarkId::new("baseline_tracing_noop_layer", threads), |b| {
-            b.iter_custom(|n| run(threads, n, Arc::clone(&ops)))
-        });
+        g.bench_function(
+            BenchmarkId::new("baseline_tracing_noop_layer", threads),
+            |b| b.iter_custom(|n| run(threads, n, Arc::clone(&ops))),
+        );
     }
     let recorder = Arc::new(metrics_exporter_prometheus::PrometheusBuilder::new().build_recorder());
     let ops: Ops = Arc::new(move |thread, iters| {

@@ -354,24 +354,6 @@ pub const CATALOG: &[MetricInfo] = &[
     TOKIO_BUSY_SECONDS,
 ];
 
-/// The catalogue as the tab-separated table kept in `tests/data/catalog.tsv` (header included),
-/// which `monitoring/check` reads.
-#[must_use]
-pub fn catalog_tsv() -> String {
-    let mut out = String::from("# name\ttype\tlabels\tunit\thelp\n");
-    for m in CATALOG {
-        out.push_str(&format!(
-            "{}\t{}\t{}\t{}\t{}\n",
-            m.name,
-            m.kind.prometheus_type(),
-            m.labels.join(","),
-            m.unit,
-            m.help
-        ));
-    }
-    out
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

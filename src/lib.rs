@@ -56,6 +56,11 @@
 //! # Ok(()) }
 //! ```
 
+// The library reports through tracing, its health checks and its self-metrics; never by
+// printing into the application's terminal. (The rest of the lints are in Cargo.toml.)
+#![warn(clippy::print_stdout, clippy::print_stderr)]
+// Doc comments on every public item (in Cargo.toml this lint would also reach the benches'
+// macro-made functions).
 #![warn(missing_docs)]
 
 #[cfg(doctest)]

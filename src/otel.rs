@@ -171,67 +171,30 @@ impl Otel {
         .to_owned();
         let (help, unit) = (def.help.clone(), ucum(&def.unit));
         let weak = Arc::downgrade(metric);
+        // One observable instrument per cell kind: the SDK's builders differ only in their
+        // number type, and the callback reports the reading of that kind.
+        macro_rules! observe {
+            ($builder:ident, $reading:ident) => {{
+                let _ = self
+                    .meter
+                    .$builder(base)
+                    .with_description(help)
+                    .with_unit(unit)
+                    .with_callback(move |o| {
+                        report(&weak, |v, a| {
+                            if let Reading::$reading(n) = v {
+                                o.observe(n, a);
+                            }
+                        })
+                    })
+                    .build();
+            }};
+        }
         match &metric.cell_kind {
-            CellKind::CounterU64 => {
-                let _ = self
-                    .meter
-                    .u64_observable_counter(base)
-                    .with_description(help)
-                    .with_unit(unit)
-                    .with_callback(move |o| {
-                        report(&weak, |v, a| {
-                            if let Reading::CounterInt(n) = v {
-                                o.observe(n, a);
-                            }
-                        })
-                    })
-                    .build();
-            }
-            CellKind::CounterF64 => {
-                let _ = self
-                    .meter
-                    .f64_observable_counter(base)
-                    .with_description(help)
-                    .with_unit(unit)
-                    .with_callback(move |o| {
-                        report(&weak, |v, a| {
-                            if let Reading::Counter(x) = v {
-                                o.observe(x, a);
-                            }
-                        })
-                    })
-                    .build();
-            }
-            CellKind::UpDown => {
-                let _ = self
-                    .meter
-                    .i64_observable_up_down_counter(base)
-                    .with_description(help)
-                    .with_unit(unit)
-                    .with_callback(move |o| {
-                        report(&weak, |v, a| {
-                            if let Reading::GaugeInt(n) = v {
-                                o.observe(n, a);
-                            }
-                        })
-                    })
-                    .build();
-            }
-            CellKind::Gauge | CellKind::Rate { .. } => {
-                let _ = self
-                    .meter
-                    .f64_observable_gauge(base)
-                    .with_description(help)
-                    .with_unit(unit)
-                    .with_callback(move |o| {
-                        report(&weak, |v, a| {
-                            if let Reading::Gauge(x) = v {
-                                o.observe(x, a);
-                            }
-                        })
-                    })
-                    .build();
-            }
+            CellKind::CounterU64 => observe!(u64_observable_counter, CounterInt),
+            CellKind::CounterF64 => observe!(f64_observable_counter, Counter),
+            CellKind::UpDown => observe!(i64_observable_up_down_counter, GaugeInt),
+            CellKind::Gauge | CellKind::Rate { .. } => observe!(f64_observable_gauge, Gauge),
             CellKind::Histogram(_) => {}
         }
     }

@@ -130,13 +130,10 @@ async fn accept(
     graceful: &GracefulShutdown,
     permits: &Arc<Semaphore>,
 ) {
-    let stream = match accepted {
-        Ok((stream, _)) => stream,
-        Err(_) => {
-            // Out of file descriptors or a connection reset before accept: back off briefly.
-            tokio::time::sleep(Duration::from_millis(20)).await;
-            return;
-        }
+    let Ok((stream, _)) = accepted else {
+        // Out of file descriptors or a connection reset before accept: back off briefly.
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        return;
     };
     let Ok(permit) = Arc::clone(permits).try_acquire_owned() else {
         return; // too many connections: close this one

@@ -9,13 +9,13 @@ use tracing_subscriber::prelude::*;
 use tracing_subscriber::EnvFilter;
 
 mod passed {
-    pub fn send() {
+    pub(crate) fn send() {
         tracing::info!(name: "message.sent", channel = "kept", "sent");
     }
 }
 
 mod dropped {
-    pub fn send() {
+    pub(crate) fn send() {
         tracing::info!(name: "message.sent", channel = "lost", "sent");
     }
 }

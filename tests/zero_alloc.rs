@@ -1,39 +1,10 @@
 //! Zero heap allocations per matched event and per span in steady state, counted by a counting
 //! global allocator (string, integer and float label values; counters, histograms, spans).
-use std::alloc::{GlobalAlloc, Layout, System};
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-
+use stats_alloc::{Region, StatsAlloc, INSTRUMENTED_SYSTEM};
 use tracing_subscriber::prelude::*;
 
-struct Counting;
-
-static COUNTING: AtomicBool = AtomicBool::new(false);
-static ALLOCS: AtomicUsize = AtomicUsize::new(0);
-
-// SAFETY: forwards every call to the system allocator unchanged; only counts.
-unsafe impl GlobalAlloc for Counting {
-    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        if COUNTING.load(Ordering::Relaxed) {
-            ALLOCS.fetch_add(1, Ordering::Relaxed);
-        }
-        // SAFETY: same contract as the caller's.
-        unsafe { System.alloc(layout) }
-    }
-    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        // SAFETY: same contract as the caller's.
-        unsafe { System.dealloc(ptr, layout) }
-    }
-    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        if COUNTING.load(Ordering::Relaxed) {
-            ALLOCS.fetch_add(1, Ordering::Relaxed);
-        }
-        // SAFETY: same contract as the caller's.
-        unsafe { System.realloc(ptr, layout, new_size) }
-    }
-}
-
 #[global_allocator]
-static GLOBAL: Counting = Counting;
+static GLOBAL: &StatsAlloc<std::alloc::System> = &INSTRUMENTED_SYSTEM;
 
 type Item = (&'static str, fn(u64));
 
@@ -88,13 +59,14 @@ fn steady_state_allocates_nothing() {
             for round in 0..1000 {
                 item(round); // warm-up: series, caches, pools, scratch buffers
             }
-            ALLOCS.store(0, Ordering::SeqCst);
-            COUNTING.store(true, Ordering::SeqCst);
+            // Counts every thread's allocations: the test harness' other threads are idle
+            // while this file's one test runs.
+            let region = Region::new(GLOBAL);
             for round in 0..10_000 {
                 item(round);
             }
-            COUNTING.store(false, Ordering::SeqCst);
-            counts.push((*name, ALLOCS.load(Ordering::SeqCst)));
+            let change = region.change();
+            counts.push((*name, change.allocations + change.reallocations));
         }
     });
     assert!(

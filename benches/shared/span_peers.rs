@@ -6,12 +6,12 @@ use std::time::Instant;
 
 /// A layer that does nothing but keep every callsite enabled (standing in for a `fmt` layer
 /// without its formatting cost).
-pub struct NoopLayer;
+pub(crate) struct NoopLayer;
 
 impl<S: tracing::Subscriber> tracing_subscriber::Layer<S> for NoopLayer {}
 
 /// Times `db.query` spans into a prometheus `HistogramVec` keyed by `db.operation`.
-pub struct SpanTimer {
+pub(crate) struct SpanTimer {
     pub hist: prometheus::HistogramVec,
 }
 

@@ -6,12 +6,12 @@ use dchat_telemetry::{catalog, LabelSource, MetricKind, Rule, Rules, Telemetry};
 /// The dchat defaults plus a counter with one own label (`channel`) and one inherited from the
 /// parent span (`node`), and a histogram alone (the shape of tracing-opentelemetry's
 /// `histogram.` event; dchat's `message.received` feeds a counter too).
-pub fn bench_telemetry(limit: usize) -> Telemetry {
+pub(crate) fn bench_telemetry(limit: usize) -> Telemetry {
     bench_telemetry_with(limit, false)
 }
 
 /// [`bench_telemetry`] with exemplars on or off (off is the default, as in `bench_telemetry`).
-pub fn bench_telemetry_with(limit: usize, exemplars: bool) -> Telemetry {
+pub(crate) fn bench_telemetry_with(limit: usize, exemplars: bool) -> Telemetry {
     let rule = Rule::builder(MetricKind::Counter, "bench_events_total")
         .with_event_name("bench.event")
         .with_description("Bench events.")

@@ -354,9 +354,7 @@ impl TelemetryBuilder {
     fn usable_const_label_name(&self, name: &str) -> bool {
         is_valid_label_name(name)
             && name != "otel_metric_overflow"
-            && !crate::catalog::CATALOG
-                .iter()
-                .any(|m| m.labels.contains(&name))
+            && !catalog::CATALOG.iter().any(|m| m.labels.contains(&name))
             && !self
                 .rules
                 .rules

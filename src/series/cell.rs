@@ -420,10 +420,10 @@ mod tests {
 
     #[test]
     fn concurrent_records_are_all_counted() {
-        let c = std::sync::Arc::new(hist(&[1.0]));
+        let c = Arc::new(hist(&[1.0]));
         let threads: Vec<_> = (0..4)
             .map(|_| {
-                let c = std::sync::Arc::clone(&c);
+                let c = Arc::clone(&c);
                 std::thread::spawn(move || {
                     for _ in 0..10_000 {
                         c.record(Num::F64(0.5)).unwrap();

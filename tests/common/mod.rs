@@ -6,7 +6,7 @@ use dchat_telemetry::{Rules, Telemetry};
 use tracing_subscriber::prelude::*;
 
 /// A telemetry with `service="dchat"`, `node_id="test-node"`, no environment.
-pub fn telemetry() -> Telemetry {
+pub(crate) fn telemetry() -> Telemetry {
     Telemetry::builder()
         .with_node_id("test-node")
         .without_env()
@@ -15,7 +15,7 @@ pub fn telemetry() -> Telemetry {
 }
 
 /// Like [`telemetry`] with other rules.
-pub fn telemetry_with(rules: Rules) -> Telemetry {
+pub(crate) fn telemetry_with(rules: Rules) -> Telemetry {
     Telemetry::builder()
         .with_node_id("test-node")
         .with_rules(rules)
@@ -25,19 +25,19 @@ pub fn telemetry_with(rules: Rules) -> Telemetry {
 }
 
 /// A dispatcher made of a registry holding only the telemetry layer.
-pub fn dispatch(t: &Telemetry) -> tracing::Dispatch {
+pub(crate) fn dispatch(t: &Telemetry) -> tracing::Dispatch {
     tracing_subscriber::registry().with(t.layer()).into()
 }
 
 /// Runs `f` with a subscriber made of a registry and `t`'s layer as the default.
-pub fn with_layer<R>(t: &Telemetry, f: impl FnOnce() -> R) -> R {
+pub(crate) fn with_layer<R>(t: &Telemetry, f: impl FnOnce() -> R) -> R {
     let subscriber = tracing_subscriber::registry().with(t.layer());
     tracing::subscriber::with_default(subscriber, f)
 }
 
 /// The value of the sample whose name is `name` and whose labels include every `labels` pair.
 /// Panics when several samples match (the test is ambiguous).
-pub fn sample(text: &str, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
+pub(crate) fn sample(text: &str, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
     let found: Vec<f64> = samples(text)
         .into_iter()
         .filter(|s| {
@@ -57,7 +57,7 @@ pub fn sample(text: &str, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
 }
 
 /// The sum of every sample named `name`.
-pub fn sum(text: &str, name: &str) -> f64 {
+pub(crate) fn sum(text: &str, name: &str) -> f64 {
     samples(text)
         .into_iter()
         .filter(|s| s.name == name)
@@ -66,14 +66,14 @@ pub fn sum(text: &str, name: &str) -> f64 {
 }
 
 #[derive(Debug, Clone, PartialEq)]
-pub struct Sample {
+pub(crate) struct Sample {
     pub name: String,
     pub labels: Vec<(String, String)>,
     pub value: f64,
 }
 
 /// Parses the sample lines of a text exposition (label values unescaped).
-pub fn samples(text: &str) -> Vec<Sample> {
+pub(crate) fn samples(text: &str) -> Vec<Sample> {
     let mut out = Vec::new();
     for line in text
         .lines()
@@ -144,7 +144,7 @@ fn parse_value(v: &str) -> f64 {
 /// Runs `promtool check metrics` on `text`; returns its combined output when it reports
 /// anything (lint or parse errors). Panics when promtool is not installed: the test command
 /// (`scripts/test`) installs it, and a missing tool must not turn into a silent pass.
-pub fn promtool_findings(text: &str) -> Option<String> {
+pub(crate) fn promtool_findings(text: &str) -> Option<String> {
     let out = pipe_through(
         "promtool",
         &["check", "metrics"],
@@ -162,7 +162,7 @@ pub fn promtool_findings(text: &str) -> Option<String> {
 /// Runs `promtool check metrics` on `text` and accepts lint-only findings (exit code 3, e.g.
 /// "metric names should not contain abbreviated units" about a name the *caller* chose); `Err`
 /// with the report when promtool cannot parse the exposition.
-pub fn promtool_parses(text: &str) -> Result<(), String> {
+pub(crate) fn promtool_parses(text: &str) -> Result<(), String> {
     let out = pipe_through(
         "promtool",
         &["check", "metrics"],
@@ -182,7 +182,12 @@ pub fn promtool_parses(text: &str) -> Result<(), String> {
 /// Runs `program args` with `text` on its stdin (written from a thread, so a large input cannot
 /// deadlock against a full stdout pipe) and returns its output. Panics with `hint` when the
 /// program cannot be started.
-pub fn pipe_through(program: &str, args: &[&str], text: &str, hint: &str) -> std::process::Output {
+pub(crate) fn pipe_through(
+    program: &str,
+    args: &[&str],
+    text: &str,
+    hint: &str,
+) -> std::process::Output {
     use std::io::Write as _;
     let mut child = std::process::Command::new(program)
         .args(args)
@@ -202,11 +207,11 @@ pub fn pipe_through(program: &str, args: &[&str], text: &str, hint: &str) -> std
 }
 
 /// Status, lower-cased headers, body.
-pub type Response = (u16, Vec<(String, String)>, Vec<u8>);
+pub(crate) type Response = (u16, Vec<(String, String)>, Vec<u8>);
 
 /// A raw HTTP/1.1 exchange over loopback: sends `request` as is, reads until the server closes
 /// (bounded by a 10 s timeout). Returns (status, lower-cased headers, body).
-pub fn http_raw(addr: std::net::SocketAddr, request: &[u8]) -> std::io::Result<Response> {
+pub(crate) fn http_raw(addr: std::net::SocketAddr, request: &[u8]) -> std::io::Result<Response> {
     use std::io::{Read, Write};
     let mut s = std::net::TcpStream::connect_timeout(&addr, std::time::Duration::from_secs(5))?;
     s.set_read_timeout(Some(std::time::Duration::from_secs(10)))?;
@@ -256,7 +261,7 @@ fn dechunk(mut raw: &[u8]) -> Vec<u8> {
 }
 
 /// `GET path` with `Connection: close` and extra header lines.
-pub fn http_get(
+pub(crate) fn http_get(
     addr: std::net::SocketAddr,
     path: &str,
     extra: &str,
@@ -265,7 +270,7 @@ pub fn http_get(
     http_raw(addr, req.as_bytes()).expect("HTTP exchange")
 }
 
-pub fn header<'a>(headers: &'a [(String, String)], name: &str) -> Option<&'a str> {
+pub(crate) fn header<'a>(headers: &'a [(String, String)], name: &str) -> Option<&'a str> {
     headers
         .iter()
         .find(|(k, _)| k == name)
@@ -273,14 +278,14 @@ pub fn header<'a>(headers: &'a [(String, String)], name: &str) -> Option<&'a str
 }
 
 /// A running server on a free 127.0.0.1 port; stopped (signal + join) on drop.
-pub struct Server {
+pub(crate) struct Server {
     pub addr: std::net::SocketAddr,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
     pub thread: Option<std::thread::JoinHandle<Result<(), dchat_telemetry::Error>>>,
 }
 
 impl Server {
-    pub fn start(t: &Telemetry) -> Server {
+    pub(crate) fn start(t: &Telemetry) -> Server {
         let std_listener = std::net::TcpListener::bind("127.0.0.1:0").expect("free port");
         std_listener.set_nonblocking(true).unwrap();
         let addr = std_listener.local_addr().unwrap();
@@ -308,14 +313,14 @@ impl Server {
     }
 
     /// Sends the shutdown signal without waiting.
-    pub fn signal(&mut self) {
+    pub(crate) fn signal(&mut self) {
         if let Some(tx) = self.stop.take() {
             let _ = tx.send(());
         }
     }
 
     /// Signals and waits for `serve_on` to return.
-    pub fn stop(mut self) -> Result<(), dchat_telemetry::Error> {
+    pub(crate) fn stop(mut self) -> Result<(), dchat_telemetry::Error> {
         self.signal();
         self.thread.take().unwrap().join().unwrap()
     }
@@ -331,7 +336,7 @@ impl Drop for Server {
 }
 
 /// A telemetry for server tests: no drain, so stopping is immediate.
-pub fn server_telemetry() -> Telemetry {
+pub(crate) fn server_telemetry() -> Telemetry {
     Telemetry::builder()
         .with_node_id("test-node")
         .with_drain_period(std::time::Duration::ZERO)
@@ -343,12 +348,12 @@ pub fn server_telemetry() -> Telemetry {
 /// Parses `text` with Python `prometheus_client`'s strict text parser
 /// (`scripts/check-exposition.py`); `Err` with the parser's complaint when it rejects it.
 /// Panics when Python or the package is missing (`scripts/install-tools` installs it).
-pub fn python_parse(text: &str) -> Result<usize, String> {
+pub(crate) fn python_parse(text: &str) -> Result<usize, String> {
     python_parse_with(text, &[])
 }
 
 /// Like [`python_parse`], with Python `prometheus_client`'s OpenMetrics parser.
-pub fn python_parse_openmetrics(text: &str) -> Result<usize, String> {
+pub(crate) fn python_parse_openmetrics(text: &str) -> Result<usize, String> {
     python_parse_with(text, &["--openmetrics"])
 }
 
@@ -374,7 +379,7 @@ fn python_parse_with(text: &str, flags: &[&str]) -> Result<usize, String> {
 
 /// The path of an example binary; `cargo test` builds examples next to the test binaries
 /// (target/<profile>/examples/), and a filtered run (`cargo test --test x`) builds it here.
-pub fn example_binary(name: &str) -> std::path::PathBuf {
+pub(crate) fn example_binary(name: &str) -> std::path::PathBuf {
     let exe = std::env::current_exe().unwrap();
     let dir = exe.parent().and_then(|d| d.parent()).unwrap();
     let bin = dir
@@ -392,7 +397,7 @@ pub fn example_binary(name: &str) -> std::path::PathBuf {
 }
 
 /// Kills and reaps a child process when the test ends, whichever way it ends.
-pub struct Kill(pub std::process::Child);
+pub(crate) struct Kill(pub std::process::Child);
 
 impl Drop for Kill {
     fn drop(&mut self) {
@@ -403,7 +408,7 @@ impl Drop for Kill {
 
 impl Kill {
     /// Waits (bounded) for the process to exit on its own.
-    pub fn wait_exit(
+    pub(crate) fn wait_exit(
         &mut self,
         within: std::time::Duration,
         what: &str,
@@ -420,7 +425,7 @@ impl Kill {
 }
 
 /// A free 127.0.0.1 address (the port is released for the server under test to bind).
-pub fn free_addr() -> std::net::SocketAddr {
+pub(crate) fn free_addr() -> std::net::SocketAddr {
     std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
@@ -428,7 +433,7 @@ pub fn free_addr() -> std::net::SocketAddr {
 }
 
 /// Polls `GET path` until the server at `addr` answers (bounded: 10 s); the first status seen.
-pub fn first_status(addr: std::net::SocketAddr, path: &str) -> Option<u16> {
+pub(crate) fn first_status(addr: std::net::SocketAddr, path: &str) -> Option<u16> {
     let request = format!("GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
     for _ in 0..400 {
         if let Ok((status, _, _)) = http_raw(addr, request.as_bytes()) {

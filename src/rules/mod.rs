@@ -1,15 +1,20 @@
 //! The rule model: which spans and events feed which metric, with which value and labels.
 //!
-//! Rules are data. [`Rules::dchat_defaults`] is the set that implements dchat's tracing
-//! conventions (see the crate docs); users add their own with [`Rule::builder`].
+//! Rules are data: one [`Rule`] (made and checked by its [`RuleBuilder`], here), a set of them
+//! checked together ([`Rules`], in [`set`]), and the set that implements dchat's tracing
+//! conventions ([`Rules::dchat_defaults`], in [`defaults`]). Users add their own with
+//! [`Rule::builder`].
 
-use std::collections::HashMap;
+mod defaults;
+mod set;
+
+pub use set::Rules;
 
 use tracing_core::{Level, Metadata};
 
-use crate::catalog::{self, MetricInfo, MetricKind};
+use crate::catalog::{MetricInfo, MetricKind};
 use crate::labels::{is_valid_label_name, is_valid_metric_name};
-use crate::limits::{MAX_CAPTURES, MAX_LABELS, MAX_LABEL_FIELDS, MAX_SPAN_ACTIVE};
+use crate::limits::{MAX_CAPTURES, MAX_LABELS};
 use crate::Error;
 
 /// Where a label's value comes from. A label lists several sources; the first that yields a
@@ -404,277 +409,9 @@ impl RuleBuilder {
     }
 }
 
-/// A set of rules, plus the tracing-opentelemetry field-prefix convention.
-#[derive(Debug, Clone)]
-pub struct Rules {
-    pub(crate) rules: Vec<Rule>,
-    pub(crate) prefix_fields: bool,
-    pub(crate) prefix_labels: Vec<String>,
-}
-
-impl Default for Rules {
-    fn default() -> Self {
-        Rules::dchat_defaults()
-    }
-}
-
-impl Rules {
-    /// No rules, and no field-prefix metrics.
-    #[must_use]
-    pub fn empty() -> Self {
-        Rules {
-            rules: Vec::new(),
-            prefix_fields: false,
-            prefix_labels: Vec::new(),
-        }
-    }
-
-    /// dchat's conventions (the table in the crate docs), built from the catalogue; field-prefix
-    /// metrics on, with `channel`, `relay`, `operation` and `type` allowed as their labels.
-    #[must_use]
-    pub fn dchat_defaults() -> Self {
-        let err_type = || {
-            [
-                LabelSource::field("error.type"),
-                LabelSource::field("error_kind"),
-                LabelSource::Target,
-            ]
-        };
-        // `db.operation.name` is the current OpenTelemetry semantic convention, `db.operation`
-        // the one before it.
-        let operation = || {
-            [
-                LabelSource::field("db.operation.name"),
-                LabelSource::field("db.operation"),
-                LabelSource::field("operation"),
-            ]
-        };
-        let rules = [
-            Rule::for_metric(&catalog::MESSAGES_SENT)
-                .with_event_name("message.sent")
-                .with_value_field("count")
-                .with_value_default(1.0)
-                .with_label("channel"),
-            Rule::for_metric(&catalog::MESSAGES_RECEIVED)
-                .with_event_name("message.received")
-                .with_value_field("count")
-                .with_value_default(1.0)
-                .with_label("channel"),
-            Rule::for_metric(&catalog::MESSAGES_SEND_FAILED)
-                .with_event_name("message.send_failed")
-                .with_value_field("count")
-                .with_value_default(1.0)
-                .with_label("channel"),
-            Rule::for_metric(&catalog::MESSAGE_LATENCY)
-                .with_event_name("message.received")
-                .with_value_field("latency_seconds")
-                .with_scaled_value_field("latency_ms", 0.001)
-                .with_label("channel"),
-            Rule::for_metric(&catalog::RELAY_CONNECTIONS)
-                .with_span_name("relay.connection")
-                .with_measure(Measure::SpanActive)
-                .with_label("relay"),
-            Rule::for_metric(&catalog::DB_QUERY_DURATION)
-                .with_span_name("db.query")
-                .with_measure(Measure::SpanDuration)
-                .with_label_from("operation", operation()),
-            Rule::for_metric(&catalog::ERRORS)
-                .with_level(Level::ERROR)
-                .with_label_from("type", err_type()),
-            Rule::for_metric(&catalog::ERROR_RATE)
-                .with_level(Level::ERROR)
-                .with_label_from("type", err_type()),
-        ];
-        let rules = rules
-            .into_iter()
-            .map(|b| b.build())
-            .collect::<Result<Vec<_>, _>>()
-            // The default rules are constants of this crate; `dchat_defaults_are_valid` below
-            // builds them in a test, so this cannot fail at run time.
-            .expect("dchat default rules are valid");
-        Rules {
-            rules,
-            prefix_fields: true,
-            prefix_labels: ["channel", "relay", "operation", "type"]
-                .map(String::from)
-                .to_vec(),
-        }
-    }
-
-    /// Adds a rule.
-    #[must_use]
-    pub fn with_rule(mut self, rule: Rule) -> Self {
-        self.rules.push(rule);
-        self
-    }
-
-    /// Turns the tracing-opentelemetry field prefixes (`monotonic_counter.`, `counter.`,
-    /// `histogram.`, `gauge.`) on or off.
-    #[must_use]
-    pub fn with_prefix_fields(mut self, enabled: bool) -> Self {
-        self.prefix_fields = enabled;
-        self
-    }
-
-    /// The fields that may become labels of field-prefix metrics (the allow-list; every other
-    /// field of such an event is ignored). Replaces the default list.
-    #[must_use]
-    pub fn with_prefix_labels<I, S>(mut self, fields: I) -> Self
-    where
-        I: IntoIterator<Item = S>,
-        S: Into<String>,
-    {
-        self.prefix_labels = fields.into_iter().map(Into::into).collect();
-        self
-    }
-
-    /// The rules, in order.
-    #[must_use]
-    pub fn rules(&self) -> &[Rule] {
-        &self.rules
-    }
-
-    /// Checks that rules feeding the same metric agree on its definition.
-    pub(crate) fn validate(&self) -> Result<(), Error> {
-        let mut seen: HashMap<&str, &MetricDef> = HashMap::new();
-        for rule in &self.rules {
-            if let Some(prev) = seen.insert(&rule.metric.name, &rule.metric) {
-                if prev != &rule.metric {
-                    return Err(Error::InvalidRule {
-                        metric: rule.metric.name.clone(),
-                        reason: "two rules define this metric differently (kind, unit, help, \
-                                 buckets and label names must agree)"
-                            .into(),
-                    });
-                }
-            }
-        }
-        for label in &self.prefix_labels {
-            if !is_valid_label_name(label) {
-                return Err(Error::InvalidRule {
-                    metric: "(field-prefix metrics)".into(),
-                    reason: format!("prefix label {label:?} is not a valid label name"),
-                });
-            }
-        }
-        if self.prefix_labels.len() > MAX_LABELS {
-            return Err(Error::InvalidRule {
-                metric: "(field-prefix metrics)".into(),
-                reason: format!(
-                    "{} prefix labels: a metric has at most limits::MAX_LABELS = {MAX_LABELS}",
-                    self.prefix_labels.len()
-                ),
-            });
-        }
-        let fields = self.label_fields().len();
-        if fields > MAX_LABEL_FIELDS {
-            return Err(Error::InvalidRule {
-                metric: "(all rules)".into(),
-                reason: format!(
-                    "{fields} distinct label fields: at most limits::MAX_LABEL_FIELDS = \
-                     {MAX_LABEL_FIELDS}"
-                ),
-            });
-        }
-        let gauges: Vec<&Rule> = self
-            .rules
-            .iter()
-            .filter(|r| r.measure == Measure::SpanActive)
-            .collect();
-        if let Some(group) = overlapping(&gauges, MAX_SPAN_ACTIVE + 1) {
-            return Err(Error::InvalidRule {
-                metric: group[MAX_SPAN_ACTIVE].metric.name.clone(),
-                reason: format!(
-                    "{} SpanActive rules can match one span ({}): a span moves at most \
-                     limits::MAX_SPAN_ACTIVE = {MAX_SPAN_ACTIVE} gauges",
-                    group.len(),
-                    group
-                        .iter()
-                        .map(|r| r.metric.name.as_str())
-                        .collect::<Vec<_>>()
-                        .join(", ")
-                ),
-            });
-        }
-        Ok(())
-    }
-
-    /// Every field name that can feed a label: these are the fields kept from spans so that
-    /// events inside them inherit labels.
-    pub(crate) fn label_fields(&self) -> Vec<String> {
-        let mut out: Vec<String> = self.prefix_labels.clone();
-        for rule in &self.rules {
-            for (_, sources) in &rule.labels {
-                for s in sources {
-                    if let LabelSource::Field(f) = s {
-                        out.push(f.clone());
-                    }
-                }
-            }
-        }
-        out.sort();
-        out.dedup();
-        out
-    }
-}
-
-/// Whether one callsite can match both rules: names and target prefixes do not rule it out
-/// (levels never do: every level filter admits ERROR).
-fn may_overlap(a: &Rule, b: &Rule) -> bool {
-    let names = match (&a.name, &b.name) {
-        (Some(x), Some(y)) => x == y,
-        _ => true,
-    };
-    let targets = match (&a.target_prefix, &b.target_prefix) {
-        (Some(x), Some(y)) => x.starts_with(y.as_str()) || y.starts_with(x.as_str()),
-        _ => true,
-    };
-    a.applies_to_spans == b.applies_to_spans && names && targets
-}
-
-/// `k` rules that pairwise may match one callsite (then one callsite can match them all: names
-/// agree and target prefixes nest), if there are.
-fn overlapping<'r>(rules: &[&'r Rule], k: usize) -> Option<Vec<&'r Rule>> {
-    fn grow<'r>(rules: &[&'r Rule], from: usize, group: &mut Vec<&'r Rule>, k: usize) -> bool {
-        if group.len() == k {
-            return true;
-        }
-        for i in from..rules.len() {
-            if group.iter().all(|g| may_overlap(g, rules[i])) {
-                group.push(rules[i]);
-                if grow(rules, i + 1, group, k) {
-                    return true;
-                }
-                group.pop();
-            }
-        }
-        false
-    }
-    let mut group = Vec::with_capacity(k);
-    grow(rules, 0, &mut group, k).then_some(group)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn dchat_defaults_are_valid() {
-        let rules = Rules::dchat_defaults();
-        rules.validate().unwrap();
-        assert_eq!(rules.rules().len(), 8);
-        let fields = rules.label_fields();
-        for f in [
-            "channel",
-            "relay",
-            "db.operation",
-            "operation",
-            "error.type",
-            "error_kind",
-        ] {
-            assert!(fields.iter().any(|x| x == f), "{f}");
-        }
-    }
 
     #[test]
     fn invalid_rules_are_rejected() {
@@ -719,15 +456,6 @@ mod tests {
         Rule::builder(MetricKind::Counter, name).with_description("d")
     }
 
-    fn gauge(name: &str, span: Option<&str>) -> Rule {
-        let b = Rule::builder(MetricKind::UpDownCounter, name).with_description("d");
-        let b = match span {
-            Some(s) => b.with_span_name(s),
-            None => b.on_spans(),
-        };
-        b.with_measure(Measure::SpanActive).build().unwrap()
-    }
-
     #[test]
     fn a_ninth_label_is_rejected_naming_the_limit() {
         let eight = (0..8).fold(counter("x_total"), |b, i| b.with_label(format!("l{i}")));
@@ -747,56 +475,5 @@ mod tests {
             panic!("17 source fields must be rejected")
         };
         assert!(reason.contains("MAX_CAPTURES"), "{reason}");
-    }
-
-    #[test]
-    fn a_third_span_active_rule_on_one_span_is_rejected_naming_the_limit() {
-        let two = Rules::empty()
-            .with_rule(gauge("a", Some("relay.connection")))
-            .with_rule(gauge("b", None));
-        assert!(two.validate().is_ok());
-        // Another span name: no span matches all three.
-        assert!(
-            two.clone()
-                .with_rule(gauge("c", Some("db.query")))
-                .validate()
-                .is_ok(),
-            "no span is named both relay.connection and db.query: two gauges at most"
-        );
-        let Err(Error::InvalidRule { metric, reason }) = two
-            .with_rule(gauge("d", Some("relay.connection")))
-            .validate()
-        else {
-            panic!("three gauges on one span must be rejected")
-        };
-        assert_eq!(metric, "d");
-        assert!(reason.contains("MAX_SPAN_ACTIVE"), "{reason}");
-        let apart = Rules::empty()
-            .with_rule(gauge("a", Some("x")))
-            .with_rule(gauge("b", Some("y")))
-            .with_rule(gauge("c", Some("z")));
-        assert!(
-            apart.validate().is_ok(),
-            "three span names: at most one gauge each"
-        );
-    }
-
-    #[test]
-    fn too_many_prefix_labels_are_rejected() {
-        let r = Rules::dchat_defaults().with_prefix_labels((0..9).map(|i| format!("l{i}")));
-        assert!(matches!(r.validate(), Err(Error::InvalidRule { .. })));
-    }
-
-    #[test]
-    fn conflicting_definitions_are_rejected() {
-        let a = Rule::builder(MetricKind::Counter, "x_total")
-            .with_description("a")
-            .build()
-            .unwrap();
-        let b = Rule::builder(MetricKind::Counter, "x_total")
-            .with_description("b")
-            .build()
-            .unwrap();
-        assert!(Rules::empty().with_rule(a).with_rule(b).validate().is_err());
     }
 }

@@ -1,0 +1,297 @@
+//! Every metric of one `Telemetry`, by name, and the self-metrics that count what the others
+//! had to fold, drop or expire.
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use super::metric::build_metric;
+use super::Metric;
+use crate::catalog::{self, MetricKind};
+use crate::clock::Clock;
+use crate::limits::SELF_METRIC_LIMIT;
+use crate::otel::Otel;
+use crate::rules::MetricDef;
+use crate::sync::Recover;
+use crate::value::{DropReason, Num};
+
+/// The layer's own health: what it had to fold, drop or expire.
+#[derive(Debug)]
+pub(crate) struct SelfMetrics {
+    pub(super) label_sets_dropped: Arc<Metric>,
+    pub(super) values_dropped: Arc<Metric>,
+    pub(super) series_expired: Arc<Metric>,
+}
+
+/// The layer's and the server's own metrics: their series are bounded by the program (one per
+/// metric, reason or check), not by what dchat logs, so the user's cardinality limit and the
+/// series TTL do not apply to them.
+const SELF_METRICS: &[&catalog::MetricInfo] = &[
+    &catalog::LABEL_SETS_DROPPED,
+    &catalog::VALUES_DROPPED,
+    &catalog::SERIES_EXPIRED,
+    &catalog::SERIES,
+    &catalog::HEALTH_CHECK_FAILURES,
+    &catalog::SCRAPES,
+    &catalog::SCRAPE_DURATION,
+    &catalog::READY,
+    &catalog::FILTER_BLOCKED,
+];
+
+pub(super) fn is_self_metric(name: &str) -> bool {
+    SELF_METRICS.iter().any(|m| m.name == name)
+}
+
+/// Whether a counter fed by these measures only ever adds integers (then it is an exact `u64`).
+pub(crate) fn integral_counter(def: &MetricDef, measures: &[&crate::rules::Measure]) -> bool {
+    use crate::rules::Measure;
+    def.kind == MetricKind::Counter
+        && measures.iter().all(|m| match m {
+            Measure::One => true,
+            Measure::Fields { sources, default } => {
+                sources.iter().all(|(_, s)| *s == 1.0)
+                    && default.is_none_or(|d| d.fract() == 0.0 && d >= 0.0)
+            }
+            _ => false,
+        })
+}
+
+/// How [`Metrics`] makes metrics.
+#[derive(Debug, Clone)]
+pub(crate) struct Settings {
+    pub(crate) limit: usize,
+    pub(crate) ttl: Option<Duration>,
+    pub(crate) rate_window_secs: u32,
+    pub(crate) clock: Arc<dyn Clock>,
+    pub(crate) exemplars: bool,
+}
+
+/// Every metric of one `Telemetry`, by name.
+pub(crate) struct Metrics {
+    settings: Settings,
+    origin: Instant,
+    self_metrics: Arc<SelfMetrics>,
+    by_name: Mutex<BTreeMap<String, Arc<Metric>>>,
+    otel: Arc<Otel>,
+}
+
+impl std::fmt::Debug for Metrics {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Metrics")
+            .field("limit", &self.settings.limit)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Metrics {
+    pub(crate) fn new(settings: Settings, otel: Arc<Otel>) -> Self {
+        let origin = Instant::now();
+        let make_self = |info: &catalog::MetricInfo| {
+            Arc::new(build_metric(
+                MetricDef::from_info(info),
+                true,
+                &settings,
+                SELF_METRIC_LIMIT,
+                None,
+                origin,
+                &otel,
+            ))
+        };
+        let self_metrics = Arc::new(SelfMetrics {
+            label_sets_dropped: make_self(&catalog::LABEL_SETS_DROPPED),
+            values_dropped: make_self(&catalog::VALUES_DROPPED),
+            series_expired: make_self(&catalog::SERIES_EXPIRED),
+        });
+        let mut by_name = BTreeMap::new();
+        for m in [
+            &self_metrics.label_sets_dropped,
+            &self_metrics.values_dropped,
+            &self_metrics.series_expired,
+        ] {
+            by_name.insert(m.def.name.clone(), Arc::clone(m));
+            otel.observe(m);
+        }
+        Metrics {
+            settings,
+            origin,
+            self_metrics,
+            by_name: Mutex::new(by_name),
+            otel,
+        }
+    }
+
+    /// The metric named `def.name`, created on first use. `None` when a metric of that name
+    /// exists with a different kind (a kind conflict).
+    pub(crate) fn get_or_create(&self, def: &MetricDef, integral: bool) -> Option<Arc<Metric>> {
+        let is_self = is_self_metric(&def.name);
+        let limit = if is_self {
+            SELF_METRIC_LIMIT
+        } else {
+            self.settings.limit
+        };
+        let mut by_name = self.by_name.lock().recover();
+        if let Some(m) = by_name.get(&def.name) {
+            return (m.def.kind == def.kind).then(|| Arc::clone(m));
+        }
+        let m = Arc::new(build_metric(
+            def.clone(),
+            integral,
+            &self.settings,
+            limit,
+            Some(Arc::clone(&self.self_metrics)),
+            self.origin,
+            &self.otel,
+        ));
+        by_name.insert(def.name.clone(), Arc::clone(&m));
+        drop(by_name);
+        self.otel.observe(&m);
+        if !is_self {
+            // Self-metric series start at 0, so that `increase()` sees their first rise.
+            let sm = &self.self_metrics;
+            sm.label_sets_dropped.record(0, &[&def.name], Num::U64(0));
+            sm.series_expired.record(0, &[&def.name], Num::U64(0));
+            for reason in DropReason::ALL {
+                sm.values_dropped
+                    .record(0, &[&def.name, reason.as_str()], Num::U64(0));
+            }
+        }
+        Some(m)
+    }
+
+    /// Looks a metric up by its scraped name.
+    pub(crate) fn get(&self, name: &str) -> Option<Arc<Metric>> {
+        self.by_name.lock().recover().get(name).cloned()
+    }
+
+    /// Every metric, sorted by name.
+    pub(crate) fn all(&self) -> Vec<Arc<Metric>> {
+        self.by_name.lock().recover().values().cloned().collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::clock::ManualClock;
+    use crate::series::cell::Reading;
+
+    fn metrics(limit: usize, ttl: Option<Duration>, clock: &ManualClock) -> Metrics {
+        Metrics::new(
+            Settings {
+                limit,
+                ttl,
+                rate_window_secs: 60,
+                clock: Arc::new(clock.clone()),
+                exemplars: false,
+            },
+            Arc::new(Otel::disabled()),
+        )
+    }
+
+    fn value(m: &Metric, v: &str) -> Option<u64> {
+        m.store
+            .snapshot()
+            .iter()
+            .find(|s| s.key.values().eq([v]))
+            .map(|s| match s.cell.read() {
+                Reading::CounterInt(n) => n,
+                other => panic!("{other:?}"),
+            })
+    }
+
+    #[test]
+    fn idle_series_expire_and_free_their_place() {
+        let clock = ManualClock::new();
+        let ms = metrics(2, Some(Duration::from_secs(60)), &clock);
+        let m = ms
+            .get_or_create(&MetricDef::from_info(&catalog::ERRORS), true)
+            .unwrap();
+        m.record(0, &["a"], Num::U64(1));
+        m.record(0, &["b"], Num::U64(1));
+        m.record(0, &["c"], Num::U64(1)); // full: overflow
+        assert_eq!(m.series_count(), 2);
+        m.sweep(); // sees a, b (and overflow) change
+        clock.advance(Duration::from_secs(30));
+        m.record(0, &["a"], Num::U64(1));
+        m.sweep();
+        clock.advance(Duration::from_secs(31));
+        assert_eq!(
+            m.sweep().expired,
+            2,
+            "b and the overflow series: idle for 61 s"
+        );
+        assert_eq!(value(&m, "a"), Some(2));
+        m.record(0, &["c"], Num::U64(5));
+        assert_eq!(value(&m, "c"), Some(5), "the freed place is used");
+        m.record(0, &["b"], Num::U64(1));
+        assert_eq!(
+            value(&m, "b"),
+            None,
+            "full again: b folds into the overflow series"
+        );
+    }
+
+    #[test]
+    fn a_full_table_sweeps_before_it_folds() {
+        let clock = ManualClock::new();
+        let ms = metrics(1, Some(Duration::from_secs(10)), &clock);
+        let m = ms
+            .get_or_create(&MetricDef::from_info(&catalog::ERRORS), true)
+            .unwrap();
+        m.record(0, &["old"], Num::U64(1));
+        m.sweep();
+        clock.advance(Duration::from_secs(11));
+        m.record(0, &["new"], Num::U64(1));
+        assert_eq!(value(&m, "new"), Some(1));
+        assert_eq!(value(&m, "old"), None);
+    }
+
+    #[test]
+    fn pinned_series_never_expire() {
+        let clock = ManualClock::new();
+        let ms = metrics(10, Some(Duration::from_secs(10)), &clock);
+        let m = ms
+            .get_or_create(&MetricDef::from_info(&catalog::RELAY_CONNECTIONS), true)
+            .unwrap();
+        let s = m.open_gauge(0, &["relay-1"]).unwrap();
+        for _ in 0..5 {
+            m.sweep();
+            clock.advance(Duration::from_secs(100));
+        }
+        assert_eq!(m.series_count(), 1);
+        m.close_gauge(&s);
+        m.sweep();
+        clock.advance(Duration::from_secs(11));
+        m.sweep();
+        assert_eq!(m.series_count(), 0);
+    }
+
+    #[test]
+    fn a_poisoned_series_table_keeps_recording() {
+        let clock = ManualClock::new();
+        let ms = metrics(10, None, &clock);
+        let m = ms
+            .get_or_create(&MetricDef::from_info(&catalog::ERRORS), true)
+            .unwrap();
+        m.record(0, &["before"], Num::U64(1));
+        m.store.poison_for_test();
+        m.record(0, &["after"], Num::U64(1));
+        assert_eq!(m.series_count(), 2);
+    }
+
+    #[test]
+    fn a_poisoned_registry_keeps_creating_metrics() {
+        let clock = ManualClock::new();
+        let ms = Arc::new(metrics(10, None, &clock));
+        let m2 = Arc::clone(&ms);
+        let poisoner = std::thread::spawn(move || {
+            let _guard = m2.by_name.lock().unwrap();
+            panic!("poison the registry on purpose");
+        });
+        assert!(poisoner.join().is_err());
+        assert!(ms
+            .get_or_create(&MetricDef::from_info(&catalog::MESSAGES_SENT), true)
+            .is_some());
+        assert!(ms.get(catalog::MESSAGES_SENT.name).is_some());
+    }
+}
