@@ -16,6 +16,7 @@ use std::sync::{Arc, OnceLock};
 use hashbrown::HashTable;
 
 use super::cell::Missed;
+use super::key::LabelKey;
 use super::{Metric, Series};
 use crate::limits::THREAD_SERIES_CACHE;
 use crate::value::DropReason;
@@ -89,17 +90,28 @@ pub(crate) fn with_series<R, V: AsRef<[u8]>>(
 /// hash, no thread-local, no shared write): most callsites keep hitting one label set. Filled
 /// once, never replaced; when its series has expired it is passed over (the successor is found
 /// in the thread's cache), and so is any other label set of the callsite.
+///
+/// The cache keeps its own copy of the series' label values: a thread whose values differ
+/// finds that out from memory nobody writes, never from the series, whose value another
+/// thread may be writing on the same cache line.
 #[derive(Debug, Default)]
 pub(crate) struct CallsiteCache {
-    first: OnceLock<Arc<Series>>,
+    first: OnceLock<First>,
+}
+
+#[derive(Debug)]
+struct First {
+    set: u32,
+    key: LabelKey,
+    series: Arc<Series>,
 }
 
 impl CallsiteCache {
     /// The live series of `values`, if it is this callsite's first one.
     #[inline]
     pub(crate) fn get(&self, set: u32, values: &[&[u8]]) -> Option<&Series> {
-        let s = self.first.get()?;
-        (s.set == set && s.key.eq_values(values) && !s.cell.is_dead()).then_some(&**s)
+        let f = self.first.get()?;
+        (f.set == set && f.key.eq_values(values) && !f.series.cell.is_dead()).then_some(&*f.series)
     }
 
     /// Keeps `series` if the callsite has none yet (never the overflow series: each of its uses
@@ -107,7 +119,11 @@ impl CallsiteCache {
     #[inline]
     pub(crate) fn put(&self, series: &Arc<Series>) {
         if self.first.get().is_none() && !series.is_overflow() {
-            let _ = self.first.set(Arc::clone(series));
+            let _ = self.first.set(First {
+                set: series.set,
+                key: series.key.clone(),
+                series: Arc::clone(series),
+            });
         }
     }
 }

@@ -23,22 +23,6 @@ pub(crate) const DEAD: u64 = 1 << 63;
 /// that a counter can never reach [`DEAD`] by counting).
 const MAX_COUNTER: u64 = 1 << 62;
 
-/// A value on cache lines of its own (128 bytes: adjacent-line prefetchers fetch lines in
-/// pairs), so that the thread writing a series' value does not slow other threads reading the
-/// series' identity (a callsite's cached first series is compared by every thread).
-#[derive(Debug)]
-#[repr(align(128))]
-pub(crate) struct Padded<T>(pub(crate) T);
-
-impl<T> std::ops::Deref for Padded<T> {
-    type Target = T;
-
-    #[inline]
-    fn deref(&self) -> &T {
-        &self.0
-    }
-}
-
 /// Why a record did not land.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Missed {

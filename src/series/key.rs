@@ -10,12 +10,14 @@ use crate::limits::MAX_LABELS as MAX_KEY_VALUES;
 const INLINE: usize = 30;
 
 /// The joined values: inline, or on the heap when longer.
+#[derive(Clone)]
 enum Joined {
     Inline(ArrayString<INLINE>),
     Heap(Box<str>),
 }
 
 /// The label values of one series, in label-name order.
+#[derive(Clone)]
 pub(crate) struct LabelKey {
     joined: Joined,
     ends: [u16; MAX_KEY_VALUES],

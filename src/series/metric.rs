@@ -6,7 +6,7 @@ use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock, RwLock};
 use std::time::Instant;
 
-use super::cell::{self, Cell, CellKind, Missed};
+use super::cell::{Cell, CellKind, Missed};
 use super::exemplar::{Exemplars, TraceContext};
 use super::key::LabelKey;
 use super::registry::{is_self_metric, SelfMetrics, Settings};
@@ -130,7 +130,7 @@ impl Metric {
             set,
             hash,
             key,
-            cell: cell::Padded(Cell::new(&self.cell_kind)),
+            cell: Cell::new(&self.cell_kind),
             pins: AtomicU32::new(0),
             seen: AtomicU64::new(0),
             changed_at: AtomicU64::new(now),

@@ -48,8 +48,8 @@ pub(crate) struct Series {
     pub(crate) set: u32,
     pub(crate) hash: u64,
     pub(crate) key: LabelKey,
-    /// The value, away from the fields other threads read.
-    pub(crate) cell: cell::Padded<Cell>,
+    /// The value.
+    pub(crate) cell: Cell,
     /// Open spans holding this (gauge) series: a pinned series never expires.
     pins: AtomicU32,
     /// Expiry's view, touched only by sweeps: the version last seen and when it last moved
@@ -107,7 +107,7 @@ impl Series {
         if let Some(x) = &self.exemplars {
             if let Some((trace_id, span_id)) = trace.get() {
                 let v = value.to_f64().unwrap_or(0.0);
-                let slot = match &*self.cell {
+                let slot = match &self.cell {
                     Cell::Histogram(h) => h.bucket_of(v),
                     _ => 0,
                 };
