@@ -562,6 +562,27 @@ fn two_threads_own_series(c: &mut Criterion) {
             b.iter_custom(|n| run(threads, n, Arc::clone(&ops)))
         });
     }
+    // The same, with nothing of ours shared: each thread has its own `Telemetry` and dispatch
+    // (own plans, callsite caches, metrics and series). Scaling worse than the baselines below
+    // while matching `ours` would put the cost outside our shared structures.
+    let ds: Arc<[(_, Dispatch); 2]> = Arc::new([0, 1].map(|_| {
+        let t = ours(2000);
+        let d = tracing_subscriber::registry().with(t.layer()).into();
+        (t, d)
+    }));
+    let ops: Ops = Arc::new(move |thread, iters| {
+        tracing::dispatcher::with_default(&ds[thread].1, || {
+            for _ in 0..iters {
+                tracing::info!(name: "message.sent", channel = OWN[thread], "x")
+            }
+        })
+    });
+    for threads in [1usize, 2] {
+        let ops = Arc::clone(&ops);
+        g.bench_function(BenchmarkId::new("ours_nothing_shared", threads), |b| {
+            b.iter_custom(|n| run(threads, n, Arc::clone(&ops)))
+        });
+    }
     // Baselines of the machine: what two threads cost when nothing is shared at all (each
     // increments an atomic on cache lines of its own), and tracing's own dispatch of the same
     // event to a layer that does nothing.

@@ -11,8 +11,10 @@
 //! only inside the dispatcher scope leaves out set-up, and the clock's calibration with its
 //! noise (`render` runs outside that scope: count it without the toggle). For a profile by
 //! function, write the output to a file and run `callgrind_annotate`.
-//! Shapes: `counter` (own + inherited label), `counter_100` (dchat's `message.sent` whose channel
-//! cycles through 100 values), `histogram` (a histogram alone), `message_received`
+//! Shapes: `counter` (own + inherited label), `counter_100` and `counter_1000` (dchat's
+//! `message.sent` whose channel cycles through 100 or 1000 values; `sdk_add_100` and
+//! `sdk_add_1000` are the OpenTelemetry SDK's `add` with the same attribute, and
+//! `counter_100_floor` the same event reaching a do-nothing layer behind a per-layer filter), `histogram` (a histogram alone), `message_received`
 //! (dchat's counter + histogram event), `db_span`, `relay_span`; `render` renders 10k counter
 //! series and 100 histograms N times. The `db.query` span's peer and floors, without this layer:
 //! `db_span_peer` (a hand-written span timer feeding a prometheus `HistogramVec`),
@@ -46,6 +48,13 @@ fn main() {
         "db_span_floor_plain" => tracing_subscriber::registry()
             .with(span_peers::NoopLayer)
             .into(),
+        "counter_100_floor" => tracing_subscriber::registry()
+            .with(
+                span_peers::NoopLayer.with_filter(tracing_subscriber::filter::filter_fn(|m| {
+                    m.name() == "message.sent"
+                })),
+            )
+            .into(),
         "db_span_floor_filtered" => tracing_subscriber::registry()
             .with(
                 span_peers::NoopLayer.with_filter(tracing_subscriber::filter::filter_fn(|m| {
@@ -69,15 +78,36 @@ fn main() {
         }
         return;
     }
-    let channels: Vec<&'static str> = (0..100)
+    let channels: Vec<&'static str> = (0..1000)
         .map(|i| &*Box::leak(format!("channel-{i:04}").into_boxed_str()))
         .collect();
+    // The OpenTelemetry SDK's own counter, for the same update without tracing (the
+    // `sdk_add_*` shapes): what the many-series benchmark compares against.
+    let sdk = opentelemetry_sdk::metrics::SdkMeterProvider::builder()
+        .with_reader(opentelemetry_sdk::metrics::ManualReader::builder().build())
+        .build();
+    let sdk_counter = opentelemetry::metrics::MeterProvider::meter(&sdk, "profile")
+        .u64_counter("direct_sent")
+        .build();
     tracing::dispatcher::with_default(&d, || {
         let _node = tracing::info_span!("node", node = "node-1").entered();
         for i in 0..n {
             match shape.as_str() {
-                "counter_100" => {
+                "counter_100" | "counter_100_floor" => {
                     tracing::info!(name: "message.sent", channel = channels[i as usize % 100], "x")
+                }
+                "counter_1000" => {
+                    tracing::info!(name: "message.sent", channel = channels[i as usize % 1000], "x")
+                }
+                "sdk_add_100" | "sdk_add_1000" => {
+                    let n = if shape == "sdk_add_100" { 100 } else { 1000 };
+                    sdk_counter.add(
+                        1,
+                        &[opentelemetry::KeyValue::new(
+                            "channel",
+                            channels[i as usize % n],
+                        )],
+                    )
                 }
                 "counter" => tracing::info!(name: "bench.event", channel = "general", "x"),
                 "histogram" => {

@@ -101,6 +101,11 @@ pub(crate) const PLAN_SLOTS: usize = 8192;
 /// the cache is emptied and refills from the metrics' tables.
 pub(crate) const THREAD_SERIES_CACHE: usize = 4096;
 
+/// Series each callsite's action keeps for a fast path (found by comparing values, before any
+/// hash or thread-local): enough for one value per thread of a small pool, or the few values
+/// most callsites have. A callsite that meets more values than this goes to the threads' caches.
+pub(crate) const CALLSITE_SERIES: usize = 8;
+
 /// Spans each thread keeps entered per layer before the layer falls back to the registry.
 pub(crate) const MAX_ENTERED: usize = 128;
 

@@ -11,6 +11,7 @@
 //! bounded ([`THREAD_SERIES_CACHE`]): when full it is emptied and refills on use.
 
 use std::cell::RefCell;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, OnceLock};
 
 use hashbrown::HashTable;
@@ -18,7 +19,7 @@ use hashbrown::HashTable;
 use super::cell::Missed;
 use super::key::LabelKey;
 use super::{Metric, Series};
-use crate::limits::THREAD_SERIES_CACHE;
+use crate::limits::{CALLSITE_SERIES, THREAD_SERIES_CACHE};
 use crate::value::DropReason;
 
 thread_local! {
@@ -86,44 +87,74 @@ pub(crate) fn with_series<R, V: AsRef<[u8]>>(
     }
 }
 
-/// The first series one callsite's action used, found with a load and a key compare (no
-/// hash, no thread-local, no shared write): most callsites keep hitting one label set. Filled
-/// once, never replaced; when its series has expired it is passed over (the successor is found
-/// in the thread's cache), and so is any other label set of the callsite.
+/// The first few series one callsite's action used ([`CALLSITE_SERIES`]), found by comparing
+/// values (no hash, no thread-local, no shared write): most callsites keep hitting a few label
+/// sets, e.g. one per thread of a pool, or a handful of operations. Slots fill in order, once
+/// each, and are never replaced: a slot whose series has expired is passed over (its successor
+/// is found in the thread's cache, and takes a free slot if one is left).
 ///
-/// The cache keeps its own copy of the series' label values: a thread whose values differ
+/// A callsite that meets a value none of its full slots holds is *wide* (many live values, e.g.
+/// one per channel or relay): the flag is set once and from then on the callsite goes straight
+/// to the thread's cache, without comparing against its slots. That one write is the only one
+/// after the slots fill, so threads keep reading memory nobody writes.
+///
+/// Each slot keeps its own copy of the series' label values: a thread whose values differ
 /// finds that out from memory nobody writes, never from the series, whose value another
 /// thread may be writing on the same cache line.
 #[derive(Debug, Default)]
 pub(crate) struct CallsiteCache {
-    first: OnceLock<First>,
+    wide: AtomicBool,
+    slots: [OnceLock<Slot>; CALLSITE_SERIES],
 }
 
 #[derive(Debug)]
-struct First {
+struct Slot {
     set: u32,
     key: LabelKey,
     series: Arc<Series>,
 }
 
 impl CallsiteCache {
-    /// The live series of `values`, if it is this callsite's first one.
+    /// The live series of `values`, if one of this callsite's slots holds it. Marks the
+    /// callsite wide when every slot holds another label set.
     #[inline]
     pub(crate) fn get(&self, set: u32, values: &[&[u8]]) -> Option<&Series> {
-        let f = self.first.get()?;
-        (f.set == set && f.key.eq_values(values) && !f.series.cell.is_dead()).then_some(&*f.series)
+        if self.wide.load(Ordering::Relaxed) {
+            return None;
+        }
+        for slot in &self.slots {
+            // Slots fill in order: past the first empty one there is nothing.
+            let s = slot.get()?;
+            // A dead (expired) match is passed over: a later slot may hold its successor.
+            if s.set == set && s.key.eq_values(values) && !s.series.cell.is_dead() {
+                return Some(&s.series);
+            }
+        }
+        self.wide.store(true, Ordering::Relaxed);
+        None
     }
 
-    /// Keeps `series` if the callsite has none yet (never the overflow series: each of its uses
-    /// must be counted).
+    /// Keeps `series` in the first free slot, if any and the callsite is not wide (never the
+    /// overflow series: each of its uses must be counted).
     #[inline]
     pub(crate) fn put(&self, series: &Arc<Series>) {
-        if self.first.get().is_none() && !series.is_overflow() {
-            let _ = self.first.set(First {
+        if series.is_overflow() || self.wide.load(Ordering::Relaxed) {
+            return;
+        }
+        if let Some(free) = self.slots.iter().find(|s| s.get().is_none()) {
+            // A racing thread may have taken this slot: then this series waits for the next
+            // miss (it is in the thread's cache meanwhile).
+            let _ = free.set(Slot {
                 set: series.set,
                 key: series.key.clone(),
                 series: Arc::clone(series),
             });
         }
+    }
+
+    /// Whether the callsite stopped using its slots (tests).
+    #[cfg(test)]
+    pub(crate) fn is_wide(&self) -> bool {
+        self.wide.load(Ordering::Relaxed)
     }
 }

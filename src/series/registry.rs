@@ -232,6 +232,58 @@ mod tests {
     }
 
     #[test]
+    fn a_callsite_keeps_a_few_series_then_goes_wide() {
+        use crate::limits::CALLSITE_SERIES;
+        use crate::series::cache::CallsiteCache;
+        use crate::series::exemplar::TraceContext;
+        let clock = ManualClock::new();
+        let ms = metrics(100, Some(Duration::from_secs(10)), &clock);
+        let m = ms
+            .get_or_create(&MetricDef::from_info(&catalog::ERRORS), true)
+            .unwrap();
+        let l1 = CallsiteCache::default();
+        let mut trace = TraceContext::new();
+        let mut rec = |v: &str| m.record_at(&l1, 0, &[v.as_bytes()], Num::U64(1), &mut trace);
+        for v in ["a", "b", "a", "b"] {
+            rec(v);
+        }
+        assert!(l1.get(0, &[b"a"]).is_some() && l1.get(0, &[b"b"]).is_some());
+        assert!(!l1.is_wide(), "two values fit");
+        // a expires while b stays live; a's slot is passed over and its successor takes a
+        // free slot, starting from zero.
+        m.sweep();
+        clock.advance(Duration::from_secs(5));
+        rec("b");
+        m.sweep();
+        clock.advance(Duration::from_secs(6));
+        assert_eq!(m.sweep().expired, 1);
+        assert!(
+            l1.get(0, &[b"a"]).is_none(),
+            "an expired slot is passed over"
+        );
+        rec("a");
+        assert!(
+            l1.get(0, &[b"a"]).is_some(),
+            "the successor took a free slot"
+        );
+        assert_eq!(value(&m, "a"), Some(1));
+        // More values than slots: the callsite goes wide, and every count still lands.
+        for i in 0..CALLSITE_SERIES {
+            rec(&format!("v{i}"));
+        }
+        assert!(l1.is_wide());
+        assert!(
+            l1.get(0, &[b"b"]).is_none(),
+            "a wide callsite skips its slots"
+        );
+        rec("b");
+        assert_eq!(value(&m, "b"), Some(4));
+        for i in 0..CALLSITE_SERIES {
+            assert_eq!(value(&m, &format!("v{i}")), Some(1));
+        }
+    }
+
+    #[test]
     fn a_full_table_sweeps_before_it_folds() {
         let clock = ManualClock::new();
         let ms = metrics(1, Some(Duration::from_secs(10)), &clock);
