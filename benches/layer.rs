@@ -230,57 +230,60 @@ fn event_paths(c: &mut Criterion) {
     g.finish();
 }
 
+/// Per-thread work of the two-thread benchmarks: `ops(thread, iters)`. Each sets up what its
+/// library needs per thread (the default dispatcher, the local recorder) once, then loops:
+/// per-op set-up would measure contention on the shared `Dispatch` handle rather than on the
+/// series.
+type Ops = Arc<dyn Fn(usize, u64) + Send + Sync>;
+
+/// Runs `ops` on `threads` threads at once; the slowest thread's time (per op, per thread).
+fn run_threads(threads: usize, iters: u64, ops: &Ops) -> Duration {
+    let barrier = Arc::new(Barrier::new(threads));
+    let handles: Vec<_> = (0..threads)
+        .map(|t| {
+            let (ops, barrier) = (Arc::clone(ops), Arc::clone(&barrier));
+            std::thread::spawn(move || {
+                barrier.wait();
+                let start = Instant::now();
+                ops(t, iters);
+                start.elapsed()
+            })
+        })
+        .collect();
+    handles
+        .into_iter()
+        .map(|h| h.join().unwrap())
+        .max()
+        .unwrap()
+}
+
 fn two_threads(c: &mut Criterion) {
     let mut g = c.benchmark_group("two_threads_one_series");
     g.measurement_time(Duration::from_secs(3))
         .warm_up_time(Duration::from_secs(1));
-    /// Runs `ops(iters)` on each of two threads at once; the time per op (per thread). Each
-    /// `ops` sets up what its library needs per thread (the default dispatcher, the local
-    /// recorder) once, then loops: per-op set-up would measure contention on the shared
-    /// `Dispatch` handle rather than on the series.
-    type Ops = Arc<dyn Fn(u64) + Send + Sync>;
-    fn run(iters: u64, ops: Ops) -> Duration {
-        let barrier = Arc::new(Barrier::new(2));
-        let handles: Vec<_> = (0..2)
-            .map(|_| {
-                let (ops, barrier) = (Arc::clone(&ops), Arc::clone(&barrier));
-                std::thread::spawn(move || {
-                    barrier.wait();
-                    let start = Instant::now();
-                    ops(iters);
-                    start.elapsed()
-                })
-            })
-            .collect();
-        handles
-            .into_iter()
-            .map(|h| h.join().unwrap())
-            .max()
-            .unwrap()
-    }
     let t = ours(2000);
     let d: Dispatch = tracing_subscriber::registry().with(t.layer()).into();
-    let ops: Ops = Arc::new(move |iters| {
+    let ops: Ops = Arc::new(move |_, iters| {
         tracing::dispatcher::with_default(&d, || {
             for _ in 0..iters {
                 tracing::info!(name: "message.sent", channel = "general", "x")
             }
         })
     });
-    g.bench_function("ours", |b| b.iter_custom(|n| run(n, Arc::clone(&ops))));
+    g.bench_function("ours", |b| b.iter_custom(|n| run_threads(2, n, &ops)));
     let provider = otel_provider();
     let counter = provider.meter("bench").u64_counter("c").build();
     let attrs = [KeyValue::new("channel", "general")];
-    let ops: Ops = Arc::new(move |iters| {
+    let ops: Ops = Arc::new(move |_, iters| {
         for _ in 0..iters {
             counter.add(1, &attrs)
         }
     });
-    g.bench_function("otel_sdk", |b| b.iter_custom(|n| run(n, Arc::clone(&ops))));
+    g.bench_function("otel_sdk", |b| b.iter_custom(|n| run_threads(2, n, &ops)));
     let d: Dispatch = tracing_subscriber::registry()
         .with(tracing_opentelemetry::MetricsLayer::new(otel_provider()))
         .into();
-    let ops: Ops = Arc::new(move |iters| {
+    let ops: Ops = Arc::new(move |_, iters| {
         tracing::dispatcher::with_default(&d, || {
             for _ in 0..iters {
                 tracing::info!(monotonic_counter.c = 1u64, channel = "general")
@@ -288,19 +291,17 @@ fn two_threads(c: &mut Criterion) {
         })
     });
     g.bench_function("tracing_otel", |b| {
-        b.iter_custom(|n| run(n, Arc::clone(&ops)))
+        b.iter_custom(|n| run_threads(2, n, &ops))
     });
     let recorder = Arc::new(metrics_exporter_prometheus::PrometheusBuilder::new().build_recorder());
-    let ops: Ops = Arc::new(move |iters| {
+    let ops: Ops = Arc::new(move |_, iters| {
         metrics::with_local_recorder(&*recorder, || {
             for _ in 0..iters {
                 metrics::counter!("c", "channel" => "general").increment(1)
             }
         })
     });
-    g.bench_function("metrics_rs", |b| {
-        b.iter_custom(|n| run(n, Arc::clone(&ops)))
-    });
+    g.bench_function("metrics_rs", |b| b.iter_custom(|n| run_threads(2, n, &ops)));
     g.finish();
 }
 
@@ -526,42 +527,28 @@ fn two_threads_own_series(c: &mut Criterion) {
     let mut g = c.benchmark_group("two_threads_own_series");
     g.measurement_time(Duration::from_secs(3))
         .warm_up_time(Duration::from_secs(1));
-    type Ops = Arc<dyn Fn(usize, u64) + Send + Sync>;
-    fn run(threads: usize, iters: u64, ops: Ops) -> Duration {
-        let barrier = Arc::new(Barrier::new(threads));
-        let handles: Vec<_> = (0..threads)
-            .map(|t| {
-                let (ops, barrier) = (Arc::clone(&ops), Arc::clone(&barrier));
-                std::thread::spawn(move || {
-                    barrier.wait();
-                    let start = Instant::now();
-                    ops(t, iters);
-                    start.elapsed()
-                })
-            })
-            .collect();
-        handles
-            .into_iter()
-            .map(|h| h.join().unwrap())
-            .max()
-            .unwrap()
-    }
     const OWN: [&str; 2] = ["thread-0", "thread-1"];
-    let t = ours(2000);
-    let d: Dispatch = tracing_subscriber::registry().with(t.layer()).into();
-    let ops: Ops = Arc::new(move |thread, iters| {
-        tracing::dispatcher::with_default(&d, || {
+    // dchat's `message.sent` on the thread's own channel, through dispatcher `d`.
+    fn sent(d: &Dispatch, thread: usize, iters: u64) {
+        tracing::dispatcher::with_default(d, || {
             for _ in 0..iters {
                 tracing::info!(name: "message.sent", channel = OWN[thread], "x")
             }
         })
-    });
-    for threads in [1usize, 2] {
-        let ops = Arc::clone(&ops);
-        g.bench_function(BenchmarkId::new("ours", threads), |b| {
-            b.iter_custom(|n| run(threads, n, Arc::clone(&ops)))
-        });
     }
+    let mut rows = |name: &str, ops: Ops| {
+        for threads in [1usize, 2] {
+            g.bench_function(BenchmarkId::new(name, threads), |b| {
+                b.iter_custom(|n| run_threads(threads, n, &ops))
+            });
+        }
+    };
+    let t = ours(2000);
+    let d: Dispatch = tracing_subscriber::registry().with(t.layer()).into();
+    rows(
+        "ours",
+        Arc::new(move |thread, iters| sent(&d, thread, iters)),
+    );
     // The same, with nothing of ours shared: each thread has its own `Telemetry` and dispatch
     // (own plans, callsite caches, metrics and series). Scaling worse than the baselines below
     // while matching `ours` would put the cost outside our shared structures.
@@ -570,68 +557,43 @@ fn two_threads_own_series(c: &mut Criterion) {
         let d = tracing_subscriber::registry().with(t.layer()).into();
         (t, d)
     }));
-    let ops: Ops = Arc::new(move |thread, iters| {
-        tracing::dispatcher::with_default(&ds[thread].1, || {
-            for _ in 0..iters {
-                tracing::info!(name: "message.sent", channel = OWN[thread], "x")
-            }
-        })
-    });
-    for threads in [1usize, 2] {
-        let ops = Arc::clone(&ops);
-        g.bench_function(BenchmarkId::new("ours_nothing_shared", threads), |b| {
-            b.iter_custom(|n| run(threads, n, Arc::clone(&ops)))
-        });
-    }
+    rows(
+        "ours_nothing_shared",
+        Arc::new(move |thread, iters| sent(&ds[thread].1, thread, iters)),
+    );
     // Baselines of the machine: what two threads cost when nothing is shared at all (each
     // increments an atomic on cache lines of its own), and tracing's own dispatch of the same
     // event to a layer that does nothing.
     #[repr(align(128))]
     struct Line(std::sync::atomic::AtomicU64);
     let lines: Arc<[Line; 2]> = Arc::new([Line(0.into()), Line(0.into())]);
-    let ops: Ops = Arc::new(move |thread, iters| {
-        for _ in 0..iters {
-            lines[thread]
-                .0
-                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-            black_box(&lines[thread]);
-        }
-    });
-    for threads in [1usize, 2] {
-        let ops = Arc::clone(&ops);
-        g.bench_function(BenchmarkId::new("baseline_own_atomic", threads), |b| {
-            b.iter_custom(|n| run(threads, n, Arc::clone(&ops)))
-        });
-    }
+    rows(
+        "baseline_own_atomic",
+        Arc::new(move |thread, iters| {
+            for _ in 0..iters {
+                lines[thread]
+                    .0
+                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                black_box(&lines[thread]);
+            }
+        }),
+    );
     let d: Dispatch = tracing_subscriber::registry().with(NoopLayer).into();
-    let ops: Ops = Arc::new(move |thread, iters| {
-        tracing::dispatcher::with_default(&d, || {
-            for _ in 0..iters {
-                tracing::info!(name: "message.sent", channel = OWN[thread], "x")
-            }
-        })
-    });
-    for threads in [1usize, 2] {
-        let ops = Arc::clone(&ops);
-        g.bench_function(
-            BenchmarkId::new("baseline_tracing_noop_layer", threads),
-            |b| b.iter_custom(|n| run(threads, n, Arc::clone(&ops))),
-        );
-    }
+    rows(
+        "baseline_tracing_noop_layer",
+        Arc::new(move |thread, iters| sent(&d, thread, iters)),
+    );
     let recorder = Arc::new(metrics_exporter_prometheus::PrometheusBuilder::new().build_recorder());
-    let ops: Ops = Arc::new(move |thread, iters| {
-        metrics::with_local_recorder(&*recorder, || {
-            for _ in 0..iters {
-                metrics::counter!("messages_sent_total", "channel" => OWN[thread]).increment(1)
-            }
-        })
-    });
-    for threads in [1usize, 2] {
-        let ops = Arc::clone(&ops);
-        g.bench_function(BenchmarkId::new("metrics_rs", threads), |b| {
-            b.iter_custom(|n| run(threads, n, Arc::clone(&ops)))
-        });
-    }
+    rows(
+        "metrics_rs",
+        Arc::new(move |thread, iters| {
+            metrics::with_local_recorder(&*recorder, || {
+                for _ in 0..iters {
+                    metrics::counter!("messages_sent_total", "channel" => OWN[thread]).increment(1)
+                }
+            })
+        }),
+    );
     g.finish();
 }
 
