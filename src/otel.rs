@@ -11,8 +11,9 @@
 //!   forgets it too;
 //! - histograms (OpenTelemetry has no observable histogram) are the SDK's **synchronous
 //!   histogram**, each series bound to its attribute set and fed every measurement; an expired
-//!   series drops its bound handle, so the SDK forgets it under delta temporality (a cumulative
-//!   reader keeps it, as the SDK does for any cumulative instrument).
+//!   series is fed no more, so a delta reader stops reporting it (and the SDK forgets it once
+//!   the series and its bound handle are dropped), while a cumulative reader keeps it, as the
+//!   SDK does for any cumulative instrument (up to its 2000 attribute sets per instrument).
 //!
 //! With no reader (the default) nothing is registered with the SDK and the hot path never calls
 //! it. Constant labels become resource attributes (`service` as `service.name`).
