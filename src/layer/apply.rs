@@ -146,16 +146,16 @@ mod tests {
         let label = |p: &LabelPlan, s: &Scratch| String::from_utf8(label(p, s).to_vec()).unwrap();
         assert_eq!(label(&p, &s), "fallback");
         // Inherited: field 8 from the nearest span (depth 0), field 7 from its parent.
-        let far = s.push_raw("seven-far");
+        let far = s.push_raw(b"seven-far");
         s.inherited.push((7, far.0, far.1, 1));
-        let near = s.push_raw("eight-near");
+        let near = s.push_raw(b"eight-near");
         s.inherited.push((8, near.0, near.1, 0));
         assert_eq!(
             label(&p, &s),
             "eight-near",
             "the nearest span wins over source order"
         );
-        let near7 = s.push_raw("seven-near");
+        let near7 = s.push_raw(b"seven-near");
         s.inherited.push((7, near7.0, near7.1, 0));
         assert_eq!(
             label(&p, &s),

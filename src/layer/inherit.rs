@@ -107,7 +107,7 @@ pub(super) fn store_fields(plan: &Plan, scratch: &Scratch, fields: &mut InlineFi
     for (slot, usage) in plan.slots.iter().enumerate() {
         if usage.field_id != NONE {
             if let Some(r) = scratch.label(slot) {
-                fields.set(usage.field_id, scratch.str(r));
+                fields.set(usage.field_id, scratch.bytes(r));
             }
         }
     }

@@ -14,13 +14,21 @@ use crate::limits::{
 };
 use crate::series::Series;
 
-/// Label-field values kept inline (no heap).
+/// Label-field values kept inline (no heap), as the bytes the layer's scratch buffer holds:
+/// whole sanitised UTF-8 strings, cut only on character boundaries, so they stay UTF-8 without
+/// being checked again on every span.
 #[derive(Debug, Clone, Default)]
 pub(crate) struct InlineFields {
     ids: [u8; SPAN_FIELDS],
     ends: [u16; SPAN_FIELDS],
     len: u8,
-    buf: arrayvec::ArrayString<SPAN_BYTES>,
+    buf: arrayvec::ArrayVec<u8, SPAN_BYTES>,
+}
+
+/// Whether `i` is a character boundary of the UTF-8 text `b` (its end included).
+fn is_char_boundary(b: &[u8], i: usize) -> bool {
+    // A UTF-8 continuation byte is 0b10xx_xxxx; every other byte starts a character.
+    b.get(i).is_none_or(|&x| x & 0xC0 != 0x80)
 }
 
 impl InlineFields {
@@ -30,7 +38,7 @@ impl InlineFields {
     }
 
     /// The value kept for label-field `id`.
-    pub(crate) fn get(&self, id: u8) -> Option<&str> {
+    pub(crate) fn get(&self, id: u8) -> Option<&[u8]> {
         let i = self.ids[..self.len as usize]
             .iter()
             .position(|&x| x == id)?;
@@ -39,18 +47,18 @@ impl InlineFields {
     }
 
     /// Every kept `(id, value)`.
-    pub(crate) fn iter(&self) -> impl Iterator<Item = (u8, &str)> {
+    pub(crate) fn iter(&self) -> impl Iterator<Item = (u8, &[u8])> {
         (0..self.len as usize).map(|i| {
             let (s, e) = self.range(i);
-            (self.ids[i], self.buf.get(s..e).unwrap_or(""))
+            (self.ids[i], self.buf.get(s..e).unwrap_or(b""))
         })
     }
 
     /// Sets label-field `id` (a late `Span::record` replaces the earlier value). `value` is
-    /// already sanitised and capped; it is cut further (on a char boundary) if the span's
-    /// buffer is short of room, and dropped when nothing of it fits or the span keeps
+    /// already sanitised and capped UTF-8; it is cut further (on a character boundary) if the
+    /// span's buffer is short of room, and dropped when nothing of it fits or the span keeps
     /// [`SPAN_FIELDS`] fields already (an enclosing span's value or the fallback then applies).
-    pub(crate) fn set(&mut self, id: u8, value: &str) {
+    pub(crate) fn set(&mut self, id: u8, value: &[u8]) {
         if let Some(i) = self.ids[..self.len as usize].iter().position(|&x| x == id) {
             self.remove(i);
         }
@@ -62,14 +70,14 @@ impl InlineFields {
             .len()
             .min(self.buf.remaining_capacity())
             .min(MAX_LABEL_VALUE_LEN);
-        while !value.is_char_boundary(take) {
+        while !is_char_boundary(value, take) {
             take -= 1;
         }
         if take == 0 && !value.is_empty() {
             return; // no room left: keep nothing rather than an empty value
         }
         // `take` is within the remaining capacity, so this cannot fail.
-        let _ = self.buf.try_push_str(&value[..take]);
+        let _ = self.buf.try_extend_from_slice(&value[..take]);
         self.ids[n] = id;
         self.ends[n] = self.buf.len() as u16;
         self.len += 1;
@@ -84,11 +92,8 @@ impl InlineFields {
     fn remove(&mut self, i: usize) {
         let n = self.len as usize;
         let (s, e) = self.range(i);
-        let mut rebuilt = arrayvec::ArrayString::<SPAN_BYTES>::new();
-        // Both halves are slices of the buffer, so they fit.
-        let _ = rebuilt.try_push_str(self.buf.get(..s).unwrap_or(""));
-        let _ = rebuilt.try_push_str(self.buf.get(e..).unwrap_or(""));
-        self.buf = rebuilt;
+        // Close the gap: the values after it move down by its width.
+        self.buf.drain(s..e);
         let width = (e - s) as u16;
         for j in i..n - 1 {
             self.ids[j] = self.ids[j + 1];
@@ -271,18 +276,24 @@ mod tests {
     #[test]
     fn inline_fields_set_replace_and_cap() {
         let mut f = InlineFields::default();
-        f.set(1, "general");
-        f.set(2, "relay-7");
-        assert_eq!(f.get(1), Some("general"));
-        f.set(1, "random");
-        assert_eq!(f.get(1), Some("random"));
-        assert_eq!(f.get(2), Some("relay-7"));
+        f.set(1, b"general");
+        f.set(2, b"relay-7");
+        assert_eq!(f.get(1), Some(&b"general"[..]));
+        f.set(1, b"random");
+        assert_eq!(f.get(1), Some(&b"random"[..]));
+        assert_eq!(f.get(2), Some(&b"relay-7"[..]));
         assert_eq!(f.get(3), None);
         for id in 3..20 {
-            f.set(id, &"é".repeat(100));
+            f.set(id, "é".repeat(100).as_bytes());
         }
-        assert_eq!(f.get(1), Some("random"));
+        assert_eq!(f.get(1), Some(&b"random"[..]));
         assert!(f.get(3).is_some_and(|v| v.len() <= MAX_LABEL_VALUE_LEN));
+        for (_, v) in f.iter() {
+            assert!(
+                std::str::from_utf8(v).is_ok(),
+                "cut on a character boundary"
+            );
+        }
         assert_eq!(f.get(19), None, "only SPAN_FIELDS fields are kept");
     }
 }

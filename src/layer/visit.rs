@@ -113,16 +113,10 @@ impl Scratch {
         self.buf.get(start as usize..end as usize).unwrap_or(b"")
     }
 
-    /// A recorded range as text (every range holds whole UTF-8 strings; a range that did not
-    /// would read as empty).
-    pub(crate) fn str(&self, r: (u32, u32)) -> &str {
-        std::str::from_utf8(self.bytes(r)).unwrap_or("")
-    }
-
-    /// Appends `v` as is (already sanitised, e.g. kept by a span) and returns its range.
-    pub(crate) fn push_raw(&mut self, v: &str) -> (u32, u32) {
+    /// Appends `v` as is (already sanitised UTF-8, e.g. kept by a span) and returns its range.
+    pub(crate) fn push_raw(&mut self, v: &[u8]) -> (u32, u32) {
         let start = self.buf.len();
-        crate::labels::push_bytes(&mut self.buf, v.as_bytes());
+        crate::labels::push_bytes(&mut self.buf, v);
         (start as u32, self.buf.len() as u32)
     }
 
