@@ -109,7 +109,7 @@ impl TextSink for Vec<u8> {
 }
 
 /// Appends `b` to `out`; up to 16 bytes without a library call.
-#[inline]
+#[inline(always)]
 pub(crate) fn push_bytes(out: &mut Vec<u8>, b: &[u8]) {
     let n = b.len();
     let at = out.len();

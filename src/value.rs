@@ -99,6 +99,7 @@ impl Num {
     }
 
     /// For a `u64` counter: non-negative integers up to [`MAX_INCREMENT`].
+    #[inline]
     pub(crate) fn to_counter_u64(self) -> Result<u64, DropReason> {
         let v = self.to_any_counter_u64()?;
         if v > MAX_INCREMENT {

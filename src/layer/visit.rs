@@ -121,6 +121,7 @@ impl Scratch {
     }
 
     /// Appends a sanitised copy of `v` and returns its range.
+    #[inline]
     pub(crate) fn push(&mut self, v: &str) -> (u32, u32) {
         let start = self.buf.len();
         push_sanitized(&mut self.buf, v, MAX_LABEL_VALUE_LEN);

@@ -84,7 +84,7 @@ impl Series {
     ///
     /// # Errors
     /// See [`Cell::record`].
-    #[inline]
+    #[inline(always)]
     pub(crate) fn record(&self, value: Num) -> Result<(), Missed> {
         self.cell.record(value)?;
         if let Some(h) = &self.otel {
