@@ -116,21 +116,30 @@ struct Slot {
 
 impl CallsiteCache {
     /// The live series of `values`, if one of this callsite's slots holds it. Marks the
-    /// callsite wide when every slot holds another label set.
+    /// callsite wide when every slot holds another label set (one holding `values`' expired
+    /// series does not count as another).
     #[inline]
     pub(crate) fn get(&self, set: u32, values: &[&[u8]]) -> Option<&Series> {
         if self.wide.load(Ordering::Relaxed) {
             return None;
         }
+        let mut expired = false;
         for slot in &self.slots {
             // Slots fill in order: past the first empty one there is nothing.
             let s = slot.get()?;
-            // A dead (expired) match is passed over: a later slot may hold its successor.
-            if s.set == set && s.key.eq_values(values) && !s.series.cell.is_dead() {
-                return Some(&s.series);
+            if s.set == set && s.key.eq_values(values) {
+                if !s.series.cell.is_dead() {
+                    return Some(&s.series);
+                }
+                // Expired: a later slot may hold its successor.
+                expired = true;
             }
         }
-        self.wide.store(true, Ordering::Relaxed);
+        // A value whose slot expired is not a new value: only more values than slots make
+        // the callsite wide (else a few values that idle and come back would, in time).
+        if !expired {
+            self.wide.store(true, Ordering::Relaxed);
+        }
         None
     }
 

@@ -188,6 +188,14 @@ mod tests {
         )
     }
 
+    /// The `errors` counter of a fresh registry (the metric holds, through `Arc`s, all of the
+    /// registry it uses).
+    fn errors(limit: usize, ttl: Option<Duration>, clock: &ManualClock) -> Arc<Metric> {
+        metrics(limit, ttl, clock)
+            .get_or_create(&MetricDef::from_info(&catalog::ERRORS), true)
+            .unwrap()
+    }
+
     fn value(m: &Metric, v: &str) -> Option<u64> {
         m.store
             .snapshot()
@@ -202,10 +210,7 @@ mod tests {
     #[test]
     fn idle_series_expire_and_free_their_place() {
         let clock = ManualClock::new();
-        let ms = metrics(2, Some(Duration::from_secs(60)), &clock);
-        let m = ms
-            .get_or_create(&MetricDef::from_info(&catalog::ERRORS), true)
-            .unwrap();
+        let m = errors(2, Some(Duration::from_secs(60)), &clock);
         m.record(0, &["a"], Num::U64(1));
         m.record(0, &["b"], Num::U64(1));
         m.record(0, &["c"], Num::U64(1)); // full: overflow
@@ -237,10 +242,7 @@ mod tests {
         use crate::series::cache::CallsiteCache;
         use crate::series::exemplar::TraceContext;
         let clock = ManualClock::new();
-        let ms = metrics(100, Some(Duration::from_secs(10)), &clock);
-        let m = ms
-            .get_or_create(&MetricDef::from_info(&catalog::ERRORS), true)
-            .unwrap();
+        let m = errors(100, Some(Duration::from_secs(10)), &clock);
         let l1 = CallsiteCache::default();
         let mut trace = TraceContext::new();
         let mut rec = |v: &str| m.record_at(&l1, 0, &[v.as_bytes()], Num::U64(1), &mut trace);
@@ -284,12 +286,43 @@ mod tests {
     }
 
     #[test]
+    fn a_value_whose_slot_expired_does_not_make_the_callsite_wide() {
+        use crate::limits::CALLSITE_SERIES;
+        use crate::series::cache::CallsiteCache;
+        use crate::series::exemplar::TraceContext;
+        let clock = ManualClock::new();
+        let m = errors(100, Some(Duration::from_secs(10)), &clock);
+        let l1 = CallsiteCache::default();
+        let mut trace = TraceContext::new();
+        let mut rec = |v: &str| m.record_at(&l1, 0, &[v.as_bytes()], Num::U64(1), &mut trace);
+        let values: Vec<String> = (0..CALLSITE_SERIES).map(|i| format!("v{i}")).collect();
+        for v in &values {
+            rec(v);
+        }
+        // Every slot is full; v0 idles past the TTL while the others stay live.
+        m.sweep();
+        clock.advance(Duration::from_secs(5));
+        for v in &values[1..] {
+            rec(v);
+        }
+        m.sweep();
+        clock.advance(Duration::from_secs(6));
+        assert_eq!(m.sweep().expired, 1);
+        rec("v0");
+        assert!(
+            !l1.is_wide(),
+            "v0 came back: no new value, so the others keep their slots"
+        );
+        assert_eq!(value(&m, "v0"), Some(1), "it restarted from zero");
+        assert!(l1.get(0, &[b"v1"]).is_some());
+        rec("new");
+        assert!(l1.is_wide(), "a ninth value makes it wide");
+    }
+
+    #[test]
     fn a_full_table_sweeps_before_it_folds() {
         let clock = ManualClock::new();
-        let ms = metrics(1, Some(Duration::from_secs(10)), &clock);
-        let m = ms
-            .get_or_create(&MetricDef::from_info(&catalog::ERRORS), true)
-            .unwrap();
+        let m = errors(1, Some(Duration::from_secs(10)), &clock);
         m.record(0, &["old"], Num::U64(1));
         m.sweep();
         clock.advance(Duration::from_secs(11));
@@ -321,10 +354,7 @@ mod tests {
     #[test]
     fn a_poisoned_series_table_keeps_recording() {
         let clock = ManualClock::new();
-        let ms = metrics(10, None, &clock);
-        let m = ms
-            .get_or_create(&MetricDef::from_info(&catalog::ERRORS), true)
-            .unwrap();
+        let m = errors(10, None, &clock);
         m.record(0, &["before"], Num::U64(1));
         m.store.poison_for_test();
         m.record(0, &["after"], Num::U64(1));
