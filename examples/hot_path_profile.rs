@@ -89,47 +89,67 @@ fn main() {
     let sdk_counter = opentelemetry::metrics::MeterProvider::meter(&sdk, "profile")
         .u64_counter("direct_sent")
         .build();
+    // The shape is resolved once: a string match per operation would be counted with it.
+    let op = match shape.as_str() {
+        "counter_100" | "counter_100_floor" => Op::Sent(100),
+        "counter_1000" => Op::Sent(1000),
+        "sdk_add_100" => Op::SdkAdd(100),
+        "sdk_add_1000" => Op::SdkAdd(1000),
+        "counter" => Op::Counter,
+        "histogram" => Op::Histogram,
+        "message_received" => Op::Received,
+        "db_span" | "db_span_peer" | "db_span_floor_plain" | "db_span_floor_filtered" => Op::DbSpan,
+        "relay_span" => Op::RelaySpan,
+        other => {
+            eprintln!("unknown shape {other}");
+            std::process::exit(2);
+        }
+    };
     tracing::dispatcher::with_default(&d, || {
         let _node = tracing::info_span!("node", node = "node-1").entered();
         for i in 0..n {
-            match shape.as_str() {
-                "counter_100" | "counter_100_floor" => {
-                    tracing::info!(name: "message.sent", channel = channels[i as usize % 100], "x")
+            match op {
+                Op::Sent(k) => {
+                    tracing::info!(name: "message.sent", channel = channels[i as usize % k], "x")
                 }
-                "counter_1000" => {
-                    tracing::info!(name: "message.sent", channel = channels[i as usize % 1000], "x")
-                }
-                "sdk_add_100" | "sdk_add_1000" => {
-                    let n = if shape == "sdk_add_100" { 100 } else { 1000 };
-                    sdk_counter.add(
-                        1,
-                        &[opentelemetry::KeyValue::new(
-                            "channel",
-                            channels[i as usize % n],
-                        )],
-                    )
-                }
-                "counter" => tracing::info!(name: "bench.event", channel = "general", "x"),
-                "histogram" => {
+                Op::SdkAdd(k) => sdk_counter.add(
+                    1,
+                    &[opentelemetry::KeyValue::new(
+                        "channel",
+                        channels[i as usize % k],
+                    )],
+                ),
+                Op::Counter => tracing::info!(name: "bench.event", channel = "general", "x"),
+                Op::Histogram => {
                     tracing::info!(name: "bench.latency", latency_seconds = 0.012, channel = "general")
                 }
-                "message_received" => {
+                Op::Received => {
                     tracing::info!(name: "message.received", channel = "general", latency_seconds = 0.012, "x")
                 }
-                "db_span" | "db_span_peer" | "db_span_floor_plain" | "db_span_floor_filtered" => {
+                Op::DbSpan => {
                     drop(tracing::info_span!("db.query", db.operation = "insert").entered())
                 }
-                "relay_span" => drop(tracing::info_span!(
+                Op::RelaySpan => drop(tracing::info_span!(
                     "relay.connection",
                     relay = "relay-eu-1"
                 )),
-                other => {
-                    eprintln!("unknown shape {other}");
-                    std::process::exit(2);
-                }
             }
             std::hint::black_box(i);
         }
     });
     std::hint::black_box(t.render().map(|s| s.len()).unwrap_or(0));
+}
+
+/// One operation of the profiled loop.
+#[derive(Clone, Copy)]
+enum Op {
+    /// dchat's `message.sent` over this many channels.
+    Sent(usize),
+    /// The SDK's `add` with a `channel` attribute over this many values.
+    SdkAdd(usize),
+    Counter,
+    Histogram,
+    Received,
+    DbSpan,
+    RelaySpan,
 }
