@@ -70,16 +70,22 @@ impl Shared {
 
     /// The plan of an active callsite, worked out now if tracing has not registered the callsite
     /// with this layer yet (another thread may still be registering it with every dispatcher).
-    #[inline]
+    #[inline(always)]
     fn active_plan(&self, meta: &'static Metadata<'static>) -> Option<PlanRef<'_>> {
         let plan = match self.plans.get(meta) {
             Some(plan) => plan,
-            None => {
-                self.register(meta);
-                self.plans.get(meta)?
-            }
+            None => self.register_now(meta)?,
         };
         plan.is_active().then_some(plan)
+    }
+
+    /// [`Shared::active_plan`]'s rare path, kept out of line so that the common one saves and
+    /// restores no registers for it.
+    #[cold]
+    #[inline(never)]
+    fn register_now(&self, meta: &'static Metadata<'static>) -> Option<PlanRef<'_>> {
+        self.register(meta);
+        self.plans.get(meta)
     }
 }
 

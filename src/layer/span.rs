@@ -84,6 +84,7 @@ impl InlineFields {
     }
 
     /// Forgets every value (a reused cell).
+    #[inline]
     pub(crate) fn clear(&mut self) {
         self.len = 0;
         self.buf.clear();
@@ -163,6 +164,7 @@ thread_local! {
 static SHARED_POOL: Mutex<Vec<Arc<SpanCell>>> = Mutex::new(Vec::new());
 
 /// A cell from this thread's pool, else from the shared pool, else a new one.
+#[inline]
 fn take_cell() -> Arc<SpanCell> {
     POOL.try_with(|p| p.try_borrow_mut().ok()?.pop())
         .ok()
@@ -217,6 +219,7 @@ impl SpanTable {
 
     /// The shard holding span `id`, locked. A poisoned shard is used as is: its data is plain
     /// values that a panic cannot leave half-updated in a harmful way.
+    #[inline]
     fn shard(&self, id: u64) -> MutexGuard<'_, hashbrown::HashMap<u64, Arc<SpanCell>>> {
         let i = (id.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 58) as usize % SPAN_TABLE_SHARDS;
         self.shards[i].lock().recover()

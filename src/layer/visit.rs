@@ -201,6 +201,32 @@ impl<'a> Visitor<'a> {
             }
         }
     }
+
+    /// Captures a `Debug` field the plan uses: as a label, a number, or both.
+    #[inline(never)]
+    fn debug_into(&mut self, slot: usize, usage: FieldUse, value: &dyn fmt::Debug) {
+        if usage.label {
+            self.label_fmt(slot, format_args!("{value:?}"));
+        }
+        if usage.value {
+            // Parse what the value prints (`count = %n`), through the buffer's tail.
+            let start = self.scratch.buf.len();
+            let buf = &mut self.scratch.buf;
+            let fits = catch_unwind(AssertUnwindSafe(|| {
+                CappedWriter::new(buf, 64)
+                    .write_fmt(format_args!("{value:?}"))
+                    .is_ok()
+            }));
+            let parsed = if matches!(fits, Ok(true)) {
+                let printed = self.scratch.buf.get(start..).unwrap_or(b"");
+                Num::parse(std::str::from_utf8(printed).unwrap_or(""))
+            } else {
+                Err(DropReason::WrongType)
+            };
+            self.scratch.buf.truncate(start);
+            self.scratch.set_num(slot, parsed);
+        }
+    }
 }
 
 impl Visit for Visitor<'_> {
@@ -253,28 +279,10 @@ impl Visit for Visitor<'_> {
     }
 
     fn record_debug(&mut self, field: &Field, value: &dyn fmt::Debug) {
+        // Most `Debug` fields an event carries (its message first) are ones the plan ignores:
+        // they are turned away before the frame that formatting needs is set up.
         if let Some((slot, usage)) = self.slot(field) {
-            if usage.label {
-                self.label_fmt(slot, format_args!("{value:?}"));
-            }
-            if usage.value {
-                // Parse what the value prints (`count = %n`), through the buffer's tail.
-                let start = self.scratch.buf.len();
-                let buf = &mut self.scratch.buf;
-                let fits = catch_unwind(AssertUnwindSafe(|| {
-                    CappedWriter::new(buf, 64)
-                        .write_fmt(format_args!("{value:?}"))
-                        .is_ok()
-                }));
-                let parsed = if matches!(fits, Ok(true)) {
-                    let printed = self.scratch.buf.get(start..).unwrap_or(b"");
-                    Num::parse(std::str::from_utf8(printed).unwrap_or(""))
-                } else {
-                    Err(DropReason::WrongType)
-                };
-                self.scratch.buf.truncate(start);
-                self.scratch.set_num(slot, parsed);
-            }
+            self.debug_into(slot, usage, value);
         }
     }
 }

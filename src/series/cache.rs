@@ -26,6 +26,24 @@ thread_local! {
     static CACHE: RefCell<HashTable<Arc<Series>>> = const { RefCell::new(HashTable::new()) };
 }
 
+/// What [`with_series`] does with the series it finds: a closure, or a type whose
+/// [`OnSeries::on`] is always inlined (a closure called in several places is kept out of line,
+/// which costs a counter event its call and register saves).
+pub(crate) trait OnSeries<R> {
+    /// Does it: the result, or why the series missed it.
+    ///
+    /// # Errors
+    /// [`Missed::Dead`] makes [`with_series`] look again; [`Missed::Dropped`] ends it.
+    fn on(&mut self, s: &Arc<Series>) -> Result<R, Missed>;
+}
+
+impl<R, F: FnMut(&Arc<Series>) -> Result<R, Missed>> OnSeries<R> for F {
+    #[inline]
+    fn on(&mut self, s: &Arc<Series>) -> Result<R, Missed> {
+        self(s)
+    }
+}
+
 /// Runs `f` on the series of `values` (label set `set` of `metric`, whose hash is `hash`) until
 /// it lands: from this thread's cache, else from the metric's table (then cached). A series
 /// found dead (expired) is dropped from the cache and looked up again.
@@ -38,7 +56,7 @@ pub(crate) fn with_series<R, V: AsRef<[u8]>>(
     hash: u64,
     set: u32,
     values: &[V],
-    mut f: impl FnMut(&Arc<Series>) -> Result<R, Missed>,
+    mut f: impl OnSeries<R>,
 ) -> Result<R, DropReason> {
     let cached = CACHE.try_with(|cache| {
         // Re-entrant use (something inside `f` or the lookup logs a metric event) or use during
@@ -46,7 +64,7 @@ pub(crate) fn with_series<R, V: AsRef<[u8]>>(
         let mut cache = cache.try_borrow_mut().ok()?;
         let is = |s: &Arc<Series>| s.is(metric.id, set, values);
         if let Some(s) = cache.find(hash, is) {
-            match f(s) {
+            match f.on(s) {
                 Ok(r) => return Some(Ok(r)),
                 Err(Missed::Dropped(reason)) => return Some(Err(reason)),
                 Err(Missed::Dead) => {
@@ -58,7 +76,7 @@ pub(crate) fn with_series<R, V: AsRef<[u8]>>(
         }
         loop {
             let s = metric.lookup(hash, set, values);
-            match f(&s) {
+            match f.on(&s) {
                 Ok(r) => {
                     if !s.is_overflow() {
                         if cache.len() >= THREAD_SERIES_CACHE {
@@ -78,7 +96,7 @@ pub(crate) fn with_series<R, V: AsRef<[u8]>>(
         Ok(Some(r)) => r,
         _ => loop {
             let s = metric.lookup(hash, set, values);
-            match f(&s) {
+            match f.on(&s) {
                 Ok(r) => return Ok(r),
                 Err(Missed::Dropped(reason)) => return Err(reason),
                 Err(Missed::Dead) => continue,
@@ -145,11 +163,19 @@ impl CallsiteCache {
 
     /// Keeps `series` in the first free slot, if any and the callsite is not wide (never the
     /// overflow series: each of its uses must be counted).
-    #[inline]
+    #[inline(always)]
     pub(crate) fn put(&self, series: &Arc<Series>) {
-        if series.is_overflow() || self.wide.load(Ordering::Relaxed) {
+        // A wide callsite (the common case here: one that keeps missing its slots) returns
+        // without a call.
+        if self.wide.load(Ordering::Relaxed) || series.is_overflow() {
             return;
         }
+        self.fill(series);
+    }
+
+    /// [`CallsiteCache::put`]'s rare part: a free slot takes `series`.
+    #[inline(never)]
+    fn fill(&self, series: &Arc<Series>) {
         if let Some(free) = self.slots.iter().find(|s| s.get().is_none()) {
             // A racing thread may have taken this slot: then this series waits for the next
             // miss (it is in the thread's cache meanwhile).

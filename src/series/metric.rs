@@ -21,6 +21,30 @@ use crate::value::{DropReason, Num};
 
 static NEXT_METRIC_ID: AtomicU32 = AtomicU32::new(1);
 
+/// [`Metric::record_at`]'s record into a series found past the callsite's cache (then kept
+/// there, if it has room).
+struct Recording<'a> {
+    value: Num,
+    exemplars: bool,
+    trace: &'a mut TraceContext,
+    l1: &'a cache::CallsiteCache,
+}
+
+impl cache::OnSeries<()> for Recording<'_> {
+    #[inline(always)]
+    fn on(&mut self, s: &Arc<Series>) -> Result<(), Missed> {
+        let r = if self.exemplars {
+            s.record_traced(self.value, self.trace)
+        } else {
+            s.record(self.value)
+        };
+        if r.is_ok() {
+            self.l1.put(s);
+        }
+        r
+    }
+}
+
 /// One metric: definition, label-name lists and series.
 pub(crate) struct Metric {
     pub(crate) id: u32,
@@ -158,7 +182,9 @@ impl Metric {
     #[inline]
     pub(crate) fn record<V: AsRef<[u8]>>(&self, set: u32, values: &[V], value: Num) {
         let hash = self.hash_values(set, values);
-        if let Err(reason) = cache::with_series(self, hash, set, values, |s| s.record(value)) {
+        if let Err(reason) =
+            cache::with_series(self, hash, set, values, |s: &Arc<Series>| s.record(value))
+        {
             self.dropped(reason);
         }
     }
@@ -191,14 +217,13 @@ impl Metric {
             }
         }
         let hash = self.hash_values(set, values);
-        let r = cache::with_series(self, hash, set, values, |s| {
-            let r = record(s, trace);
-            if r.is_ok() {
-                l1.put(s);
-            }
-            r
-        });
-        if let Err(reason) = r {
+        let recording = Recording {
+            value,
+            exemplars,
+            trace,
+            l1,
+        };
+        if let Err(reason) = cache::with_series(self, hash, set, values, recording) {
             self.dropped(reason);
         }
     }
@@ -207,7 +232,7 @@ impl Metric {
     /// (to take back down with [`Metric::close_gauge`]), or `None` when the value was dropped.
     pub(crate) fn open_gauge<V: AsRef<[u8]>>(&self, set: u32, values: &[V]) -> Option<Arc<Series>> {
         let hash = self.hash_values(set, values);
-        let r = cache::with_series(self, hash, set, values, |s| {
+        let r = cache::with_series(self, hash, set, values, |s: &Arc<Series>| {
             s.pin();
             match s.record(Num::I64(1)) {
                 Ok(()) => Ok(Arc::clone(s)),

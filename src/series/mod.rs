@@ -101,7 +101,9 @@ impl Series {
     ///
     /// # Errors
     /// See [`Cell::record`].
-    #[inline]
+    // Out of line: only metrics that keep exemplars take it, and inlined it made the record
+    // closure of every other metric larger.
+    #[inline(never)]
     pub(crate) fn record_traced(&self, value: Num, trace: &mut TraceContext) -> Result<(), Missed> {
         self.record(value)?;
         if let Some(x) = &self.exemplars {
