@@ -26,9 +26,10 @@ thread_local! {
     static CACHE: RefCell<HashTable<Arc<Series>>> = const { RefCell::new(HashTable::new()) };
 }
 
-/// What [`with_series`] does with the series it finds: a closure, or a type whose
-/// [`OnSeries::on`] is always inlined (a closure called in several places is kept out of line,
-/// which costs a counter event its call and register saves).
+/// What [`with_series`] does with the series it finds: a closure, or a named type that marks
+/// its [`OnSeries::on`] `#[inline(always)]` for the hot path (the compiler keeps a closure that
+/// is called in several places out of line, which costs a counter event a call and its
+/// register saves).
 pub(crate) trait OnSeries<R> {
     /// Does it: the result, or why the series missed it.
     ///

@@ -102,7 +102,7 @@ impl Series {
     /// # Errors
     /// See [`Cell::record`].
     // Out of line: only metrics that keep exemplars take it, and inlined it made the record
-    // closure of every other metric larger.
+    // path of metrics without exemplars larger.
     #[inline(never)]
     pub(crate) fn record_traced(&self, value: Num, trace: &mut TraceContext) -> Result<(), Missed> {
         self.record(value)?;
