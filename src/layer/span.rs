@@ -17,7 +17,7 @@ use crate::series::Series;
 /// Label-field values kept inline (no heap), as the bytes the layer's scratch buffer holds:
 /// whole sanitised UTF-8 strings, cut only on character boundaries, so they stay UTF-8 without
 /// being checked again on every span.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Default)]
 pub(crate) struct InlineFields {
     ids: [u8; SPAN_FIELDS],
     ends: [u16; SPAN_FIELDS],
@@ -29,6 +29,25 @@ pub(crate) struct InlineFields {
 fn is_char_boundary(b: &[u8], i: usize) -> bool {
     // A UTF-8 continuation byte is 0b10xx_xxxx; every other byte starts a character.
     b.get(i).is_none_or(|&x| x & 0xC0 != 0x80)
+}
+
+impl Clone for InlineFields {
+    fn clone(&self) -> Self {
+        let mut c = InlineFields::default();
+        c.clone_from(self);
+        c
+    }
+
+    /// In place, copying only the bytes in use: the derived one built a whole copy (the
+    /// 256-byte buffer through `memcpy`) and moved it in, on every span that opens a gauge.
+    fn clone_from(&mut self, source: &Self) {
+        self.ids = source.ids;
+        self.ends = source.ends;
+        self.len = source.len;
+        self.buf.clear();
+        // Both have the same capacity, so this cannot fail.
+        let _ = self.buf.try_extend_from_slice(&source.buf);
+    }
 }
 
 impl InlineFields {
@@ -298,5 +317,17 @@ mod tests {
             );
         }
         assert_eq!(f.get(19), None, "only SPAN_FIELDS fields are kept");
+        let mut copy = InlineFields::default();
+        copy.set(9, b"left over");
+        copy.clone_from(&f);
+        assert_eq!(
+            copy.iter().collect::<Vec<_>>(),
+            f.iter().collect::<Vec<_>>()
+        );
+        assert_eq!(copy.get(9), None, "nothing of the old value is left");
+        assert_eq!(
+            f.clone().iter().collect::<Vec<_>>(),
+            f.iter().collect::<Vec<_>>()
+        );
     }
 }
