@@ -24,7 +24,7 @@ fn a_late_record_still_picks_the_series() {
         let span = tracing::info_span!("db.query", db.operation = "select");
         span.record("db.operation", "insert");
         drop(span);
-        // A record of a field that is no label leaves the series found at open in place.
+        // A record of a field that is no label leaves the span's series as it was.
         let span = tracing::info_span!("db.query", db.operation = "select", rows = 0u64);
         span.record("rows", 5u64);
         drop(span);
