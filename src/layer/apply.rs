@@ -116,6 +116,20 @@ pub(super) fn record(
     });
 }
 
+/// Records `v` for a one-label action whose label value is `label` (printable ASCII within the
+/// length cap: as sanitising would leave it), while the event's fields are still being
+/// visited: the action's value needs no field ([`Plan::settled_by`](crate::plan::Plan)).
+#[inline]
+pub(super) fn record_settled(action: &Action, v: Num, label: &[u8]) {
+    if conflicts(action) {
+        return;
+    }
+    let mut trace = TraceContext::new();
+    action
+        .metric
+        .record_at(&action.cache, action.set, &[label], v, &mut trace);
+}
+
 /// Adds 1 to the gauge of an opening span; the series, pinned, for the span to take back down.
 pub(super) fn open_gauge(action: &Action, scratch: &Scratch) -> Option<Arc<Series>> {
     if conflicts(action) {

@@ -3,7 +3,8 @@
 //! Per event: the callsite's plan (worked out once, [`crate::plan`]), the fields it uses
 //! ([`visit`]), labels from enclosing spans when the event lacks them ([`inherit`], through the
 //! thread's entered spans, [`entered`], and each span's kept fields, [`span`]), then
-//! [`apply`] records into the series. The layer comes wrapped in its per-layer
+//! [`apply`] records into the series (for an event one string field settles, the visitor has
+//! it record while visiting). The layer comes wrapped in its per-layer
 //! [`CallsiteFilter`] ([`filter`]); [`diagnose`] notices filters outside it that hide events.
 
 mod apply;
@@ -130,7 +131,11 @@ where
             return;
         }
         with_scratch(|scratch| {
-            event.record(&mut Visitor::new(plan, scratch));
+            let mut visitor = Visitor::new(plan, scratch);
+            event.record(&mut visitor);
+            if visitor.settled() {
+                return;
+            }
             if !plan.inheriting.is_empty() && !plan.own_mask.is_some_and(|m| scratch.has_labels(m))
             {
                 let mut needed = IdSet::EMPTY;

@@ -1,5 +1,8 @@
 //! The field visitor: copies the fields a plan uses into a reusable per-thread scratch buffer,
 //! by field index (no name matching per event), without allocating once the buffer has grown.
+//! An event that one string field settles (dchat's `message.sent` and its `channel`:
+//! [`Plan::settled_by`]) is recorded from the caller's string the moment the field arrives,
+//! when sanitising would leave it as it is: no copy, and nothing left to do after the visit.
 
 use std::cell::RefCell;
 use std::fmt::{self, Write as _};
@@ -7,7 +10,8 @@ use std::panic::{catch_unwind, AssertUnwindSafe};
 
 use tracing_core::field::{Field, Visit};
 
-use crate::labels::{push_sanitized, CappedWriter};
+use super::apply;
+use crate::labels::{printable_ascii, push_sanitized, CappedWriter};
 use crate::limits::{MAX_CAPTURES, MAX_LABEL_VALUE_LEN};
 use crate::plan::{FieldUse, Plan, NONE};
 use crate::value::{DropReason, Num};
@@ -151,24 +155,60 @@ pub(crate) fn with_scratch<R>(mut f: impl FnMut(&mut Scratch) -> R) -> R {
     }
 }
 
-/// Copies the fields `plan` uses into `scratch`.
+/// Copies the fields `plan` uses into `scratch`, or records an event whose one string field
+/// settles it ([`Plan::settled_by`]) straight from that field.
 pub(crate) struct Visitor<'a> {
-    fields: &'a [FieldUse],
+    plan: &'a Plan,
     scratch: &'a mut Scratch,
+    settled: bool,
 }
 
 impl<'a> Visitor<'a> {
     pub(crate) fn new(plan: &'a Plan, scratch: &'a mut Scratch) -> Self {
         Visitor {
-            fields: &plan.fields,
+            plan,
             scratch,
+            settled: false,
         }
+    }
+
+    /// Keeps a string field: as a label (sanitised), a number (parsed), or both.
+    #[inline]
+    fn capture_str(&mut self, slot: usize, usage: FieldUse, value: &str) {
+        if usage.label {
+            let r = self.scratch.push(value);
+            self.scratch.set_label(slot, r);
+        }
+        if usage.value {
+            self.scratch.set_num(slot, Num::parse(value));
+        }
+    }
+
+    /// The string of the slot that settles the event: records `v` for the event from `value` when
+    /// sanitising would leave it as it is, else keeps it like any other field (sanitised).
+    #[inline(never)]
+    fn settle(&mut self, slot: usize, usage: FieldUse, value: &str, v: Num) {
+        let bytes = value.as_bytes();
+        if bytes.len() <= MAX_LABEL_VALUE_LEN && printable_ascii(bytes) {
+            if let Some(action) = self.plan.actions.first() {
+                apply::record_settled(action, v, bytes);
+                self.settled = true;
+                return;
+            }
+        }
+        self.capture_str(slot, usage, value);
+    }
+
+    /// Whether the event was recorded while its fields were visited: nothing is left to do.
+    #[inline]
+    pub(crate) fn settled(&self) -> bool {
+        self.settled
     }
 
     /// The capture slot of `field` and what it keeps; `None` for fields the plan ignores.
     #[inline]
     fn slot(&self, field: &Field) -> Option<(usize, FieldUse)> {
-        match self.fields.get(field.index()) {
+        match self.plan.fields.get(field.index()) {
             Some(&u) if u.slot != NONE => Some((u.slot as usize, u)),
             _ => None,
         }
@@ -264,13 +304,13 @@ impl Visit for Visitor<'_> {
 
     fn record_str(&mut self, field: &Field, value: &str) {
         if let Some((slot, usage)) = self.slot(field) {
-            if usage.label {
-                let r = self.scratch.push(value);
-                self.scratch.set_label(slot, r);
+            if let Some((settles, v)) = self.plan.settled_by {
+                if usize::from(settles) == slot {
+                    // Out of line (a tail call): the other fields' path does not carry it.
+                    return self.settle(slot, usage, value, v);
+                }
             }
-            if usage.value {
-                self.scratch.set_num(slot, Num::parse(value));
-            }
+            self.capture_str(slot, usage, value);
         }
     }
 

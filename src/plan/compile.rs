@@ -166,9 +166,17 @@ impl Compiled {
                 }
             })
             .collect();
+        let settled_by = match &actions[..] {
+            [a] if meta.is_event() => match (&a.labels[..], a.value.constant()) {
+                ([l], Some(v)) if l.own.len() == 1 => l.own.first().map(|&slot| (slot, v)),
+                _ => None,
+            },
+            _ => None,
+        };
         Plan {
             fields,
             slots: b.slots.into_boxed_slice(),
+            settled_by,
             own_mask,
             inheriting: inheriting.into_boxed_slice(),
             opens_gauges: actions.iter().any(is_gauge),
@@ -324,6 +332,68 @@ mod tests {
         assert_eq!((plan.fields[1].slot, plan.fields[1].label), (0, true));
         assert_eq!(plan.own_mask, Some(1));
         assert!(!plan.stores_fields, "events keep nothing");
+        assert_eq!(
+            plan.settled_by,
+            Some((0, Num::U64(1))),
+            "the channel alone settles the event: recorded the moment it is visited"
+        );
+    }
+
+    #[test]
+    fn only_an_event_with_one_action_one_label_and_no_value_field_is_settled_by_a_field() {
+        let c = compiled(&Rules::dchat_defaults());
+        let settled = |cs: &'static dyn tracing::callsite::Callsite| {
+            c.plan(cs.metadata()).settled_by.map(|(slot, _)| slot)
+        };
+        let with_count = tracing::callsite!(name: "message.sent", kind: tracing::metadata::Kind::EVENT,
+            fields: count, channel);
+        assert_eq!(settled(with_count), None, "the value needs the count field");
+        let two_actions = tracing::callsite!(name: "message.received",
+            kind: tracing::metadata::Kind::EVENT, fields: channel, latency_seconds);
+        assert_eq!(settled(two_actions), None, "a counter and a histogram");
+        let one_action = tracing::callsite!(name: "message.received",
+            kind: tracing::metadata::Kind::EVENT, fields: message, channel);
+        assert_eq!(
+            settled(one_action),
+            Some(0),
+            "no latency: the counter alone"
+        );
+        let no_field = tracing::callsite!(name: "message.sent", kind: tracing::metadata::Kind::EVENT,
+            fields: message);
+        assert_eq!(
+            settled(no_field),
+            None,
+            "the label has no field of its own here"
+        );
+        let span = tracing::callsite!(name: "relay.connection", kind: tracing::metadata::Kind::SPAN,
+            fields: relay);
+        assert_eq!(settled(span), None, "spans are never settled by a field");
+        let rule = Rule::builder(crate::MetricKind::Counter, "two_labels_total")
+            .with_event_name("two.labels")
+            .with_description("Two labels.")
+            .with_label("a")
+            .with_label("b")
+            .build()
+            .expect("a valid rule");
+        let c = compiled(&Rules::empty().with_rule(rule));
+        let two_labels = tracing::callsite!(name: "two.labels", kind: tracing::metadata::Kind::EVENT,
+            fields: a, b);
+        assert_eq!(c.plan(two_labels.metadata()).settled_by, None, "two labels");
+        let counted = tracing::callsite!(name: "counted", kind: tracing::metadata::Kind::EVENT,
+            fields: a);
+        let rule = Rule::builder(crate::MetricKind::Counter, "counted_total")
+            .with_event_name("counted")
+            .with_description("One label, a constant value.")
+            .with_value_default(3.0)
+            .with_label("a")
+            .build()
+            .expect("a valid rule");
+        let c = compiled(&Rules::empty().with_rule(rule));
+        assert_eq!(
+            c.plan(counted.metadata()).settled_by,
+            Some((0, Num::U64(3))),
+            "the default, as the copying path records it"
+        );
     }
 
     #[test]

@@ -64,6 +64,21 @@ pub(crate) enum ValuePlan {
     SpanActive,
 }
 
+impl ValuePlan {
+    /// The value when it needs no field: a constant, or a default with no source field.
+    pub(crate) fn constant(&self) -> Option<Num> {
+        match self {
+            ValuePlan::One => Some(Num::U64(1)),
+            ValuePlan::Fields {
+                first: None,
+                rest,
+                default,
+            } if rest.is_empty() => *default,
+            ValuePlan::Fields { .. } | ValuePlan::SpanDuration | ValuePlan::SpanActive => None,
+        }
+    }
+}
+
 /// Where one label's value comes from.
 #[derive(Debug, PartialEq)]
 pub(crate) struct LabelPlan {
@@ -114,6 +129,11 @@ pub(crate) struct Plan {
     pub(crate) closes: bool,
     /// Spans: whether some action records the span's duration (only then is the clock read).
     pub(crate) timed: bool,
+    /// Events: the capture slot whose string value alone settles everything the event does,
+    /// and the value it records (one action, a value that needs no field, one label whose only
+    /// own source is this slot). The visitor records it the moment that field arrives, from
+    /// the caller's string, without copying it into the scratch buffer.
+    pub(crate) settled_by: Option<(u8, Num)>,
 }
 
 impl Plan {

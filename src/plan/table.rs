@@ -160,6 +160,7 @@ mod tests {
             opens_gauges: false,
             closes: false,
             timed: false,
+            settled_by: None,
         }
     }
 
