@@ -114,6 +114,16 @@ fn event_paths(c: &mut Criterion) {
         });
     }
 
+    // The same span with no parent, as the span timer's first rows run.
+    {
+        let d: Dispatch = tracing_subscriber::registry().with(t.layer()).into();
+        tracing::dispatcher::with_default(&d, || {
+            g.bench_function("ours/db_query_span_root", |b| {
+                b.iter(|| drop(tracing::info_span!("db.query", db.operation = "insert").entered()))
+            });
+        });
+    }
+
     let provider = otel_provider();
     {
         let d: Dispatch = tracing_subscriber::registry()
@@ -206,6 +216,36 @@ fn event_paths(c: &mut Criterion) {
             b.iter(|| drop(tracing::info_span!("db.query", db.operation = "insert").entered()))
         });
     });
+    // The same two peers with the span inside an entered `node` span, as `ours/db_query_span`
+    // runs (its `node` span keeps a label for its children): the registry then tracks a parent
+    // for every `db.query` span, which the rows above never pay. The filtered peer lets `node`
+    // through, so the parent exists for it too.
+    let under_node: [(&str, Dispatch); 2] = [
+        (
+            "span_timer_prometheus/db_query_span_under_node",
+            tracing_subscriber::registry()
+                .with(SpanTimer { hist: hist.clone() })
+                .into(),
+        ),
+        (
+            "span_timer_prometheus_filtered/db_query_span_under_node",
+            tracing_subscriber::registry()
+                .with(SpanTimer { hist: hist.clone() }.with_filter(
+                    tracing_subscriber::filter::filter_fn(|m| {
+                        m.name() == "db.query" || m.name() == "node"
+                    }),
+                ))
+                .into(),
+        ),
+    ];
+    for (name, d) in under_node {
+        tracing::dispatcher::with_default(&d, || {
+            let _node = tracing::info_span!("node", node = "node-1").entered();
+            g.bench_function(name, |b| {
+                b.iter(|| drop(tracing::info_span!("db.query", db.operation = "insert").entered()))
+            });
+        });
+    }
 
     // Floors: what a span costs with a layer that does nothing, plain (as the peer is) and behind
     // a per-layer filter (as ours is, so that the callsites it ignores stay free for others).
@@ -518,6 +558,30 @@ fn many_series(c: &mut Criterion) {
                 drop(tracing::info_span!("db.query", db.operation = OPS[i]).entered())
             })
         });
+    });
+    let hist = prometheus::HistogramVec::new(
+        prometheus::HistogramOpts::new("db_seconds", "h").buckets(catalog::DB_BUCKETS.to_vec()),
+        &["operation"],
+    )
+    .unwrap();
+    let d: Dispatch = tracing_subscriber::registry()
+        .with(
+            SpanTimer { hist }.with_filter(tracing_subscriber::filter::filter_fn(|m| {
+                m.name() == "db.query"
+            })),
+        )
+        .into();
+    tracing::dispatcher::with_default(&d, || {
+        let mut i = 0usize;
+        g.bench_function(
+            "span_timer_prometheus_filtered/db_query_span_4_operations",
+            |b| {
+                b.iter(|| {
+                    i = (i + 1) % 4;
+                    drop(tracing::info_span!("db.query", db.operation = OPS[i]).entered())
+                })
+            },
+        );
     });
     g.finish();
 }
