@@ -102,7 +102,7 @@ impl TextSink for Vec<u8> {
 
     /// Short strings (label values usually are) are copied with fixed-size, overlapping word
     /// copies instead of a `memcpy` call. Always inlined: left to the compiler, a second
-    /// caller of [`printable_ascii`] (the visitor's settling check) moved it out of line, 11
+    /// caller of [`printable_ascii`] ([`kept_as_is`], the visitor's settling check) moved it out of line, 11
     /// instructions more for every label value copied.
     #[inline(always)]
     fn push_str(&mut self, s: &str) {
@@ -139,6 +139,14 @@ pub(crate) fn push_bytes(out: &mut Vec<u8>, b: &[u8]) {
         }
         _ => out.extend_from_slice(b),
     }
+}
+
+/// Whether [`push_sanitized`] with this `cap` appends `value` exactly as it is: printable ASCII
+/// (the fast path's test) that fits. A value it says no to may still come out unchanged (a tab,
+/// non-ASCII text): the caller then takes the sanitising path, which gives the same bytes.
+#[inline]
+pub(crate) fn kept_as_is(value: &[u8], cap: usize) -> bool {
+    value.len() <= cap && printable_ascii(value)
 }
 
 /// Appends `value` to `out`, sanitised: control characters other than `\n`/`\t` become U+FFFD and
@@ -180,7 +188,7 @@ fn push_sanitized_slow<S: TextSink + ?Sized>(out: &mut S, value: &str, cap: usiz
 /// sets its high bit when 0x20 is subtracted, 0x7f sets it when 1 is added, and bytes from 0x80
 /// have it already (a borrow or carry between bytes only ever comes from such a byte).
 #[inline]
-pub(crate) fn printable_ascii(b: &[u8]) -> bool {
+fn printable_ascii(b: &[u8]) -> bool {
     const HIGH: u64 = 0x8080_8080_8080_8080;
     fn bad(w: u64) -> bool {
         (w.wrapping_sub(0x2020_2020_2020_2020) | w.wrapping_add(0x0101_0101_0101_0101) | w) & HIGH
@@ -353,6 +361,19 @@ mod tests {
         fn sanitized_label_names_are_valid(name in any::<String>()) {
             let s = sanitize_label_name(&name);
             prop_assert!(is_valid_label_name(&s), "{:?} -> {:?}", name, s);
+        }
+
+        #[test]
+        fn what_is_kept_as_is_is_what_sanitising_appends(v in any::<String>(),
+                                                          ascii in "[ -~]{0,40}",
+                                                          cap in 0usize..48) {
+            for v in [v.as_str(), ascii.as_str()] {
+                if kept_as_is(v.as_bytes(), cap) {
+                    let mut out = Vec::new();
+                    prop_assert!(push_sanitized(&mut out, v, cap), "nothing cut");
+                    prop_assert_eq!(&out[..], v.as_bytes());
+                }
+            }
         }
 
         #[test]

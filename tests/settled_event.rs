@@ -4,7 +4,8 @@
 //! sanitised, cut at the length cap, counted once.
 mod common;
 
-use common::{sample, samples, telemetry, with_layer};
+use common::{sample, samples, telemetry, telemetry_with, with_layer};
+use dchat_telemetry::{MetricKind, Rule, Rules};
 use proptest::prelude::*;
 
 const SENT: &str = "dchat_messages_sent_total";
@@ -63,6 +64,8 @@ fn a_settled_event_keeps_its_value_cut_at_the_cap_and_counts_every_event() {
         }
         tracing::info!(name: "message.sent", channel = long.as_str(), "sent");
         tracing::info!(name: "message.sent", channel = "tab\there", "sent");
+        // A control character: sanitised (U+FFFD), so never settled from the raw string.
+        tracing::info!(name: "message.sent", channel = "bell\u{7}", "sent");
         // With a count field the value needs a field: the copying path, same series.
         tracing::info!(name: "message.sent", channel = "general", count = 2u64);
     });
@@ -77,5 +80,32 @@ fn a_settled_event_keeps_its_value_cut_at_the_cap_and_counts_every_event() {
         sample(&text, SENT, &[("channel", "tab\there")]),
         Some(1.0),
         "a tab is kept (it is not printable ASCII, so the copying path took it)"
+    );
+    assert_eq!(
+        sample(&text, SENT, &[("channel", "bell\u{FFFD}")]),
+        Some(1.0),
+        "a control character replaced, like any label value"
+    );
+    assert_eq!(sent_series(&text).len(), 4, "no series of raw values");
+}
+
+#[test]
+fn a_settled_event_records_its_rules_default() {
+    let rule = Rule::builder(MetricKind::Counter, "dchat_jobs_total")
+        .with_description("Jobs, counted three at a time.")
+        .with_event_name("job.done")
+        .with_value_default(3.0)
+        .with_label("queue")
+        .build()
+        .expect("a valid rule");
+    let t = telemetry_with(Rules::empty().with_rule(rule));
+    with_layer(&t, || {
+        tracing::info!(name: "job.done", queue = "mail", "done"); // settled
+        tracing::info!(name: "job.done", queue = %"mail", "done"); // copied
+    });
+    let text = t.render().expect("renders");
+    assert_eq!(
+        sample(&text, "dchat_jobs_total", &[("queue", "mail")]),
+        Some(6.0)
     );
 }

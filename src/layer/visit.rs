@@ -11,7 +11,7 @@ use std::panic::{catch_unwind, AssertUnwindSafe};
 use tracing_core::field::{Field, Visit};
 
 use super::apply;
-use crate::labels::{printable_ascii, push_sanitized, CappedWriter};
+use crate::labels::{kept_as_is, push_sanitized, CappedWriter};
 use crate::limits::{MAX_CAPTURES, MAX_LABEL_VALUE_LEN};
 use crate::plan::{FieldUse, Plan, NONE};
 use crate::value::{DropReason, Num};
@@ -185,11 +185,16 @@ impl<'a> Visitor<'a> {
     }
 
     /// The string of the slot that settles the event: records `v` for the event from `value` when
-    /// sanitising would leave it as it is, else keeps it like any other field (sanitised).
+    /// sanitising would leave it as it is, else keeps it like any other field (sanitised). An
+    /// event already settled takes nothing more: a value set built by hand may name the same
+    /// field twice, and the event must still count once.
     #[inline(never)]
     fn settle(&mut self, slot: usize, usage: FieldUse, value: &str, v: Num) {
+        if self.settled {
+            return;
+        }
         let bytes = value.as_bytes();
-        if bytes.len() <= MAX_LABEL_VALUE_LEN && printable_ascii(bytes) {
+        if kept_as_is(bytes, MAX_LABEL_VALUE_LEN) {
             if let Some(action) = self.plan.actions.first() {
                 apply::record_settled(action, v, bytes);
                 self.settled = true;
@@ -324,5 +329,115 @@ impl Visit for Visitor<'_> {
         if let Some((slot, usage)) = self.slot(field) {
             self.debug_into(slot, usage, value);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::plan::Compiled;
+    use crate::rules::Rules;
+    use crate::series::cell::Reading;
+    use tracing::callsite::Callsite as _;
+    use tracing_core::field::Value;
+
+    /// What visiting one `message.sent` event gave: whether the visit settled it, the label
+    /// value copied into the scratch buffer (none when settled), and every series' channel
+    /// and count.
+    #[derive(Debug, PartialEq)]
+    struct Visited {
+        settled: bool,
+        copied: Option<String>,
+        series: Vec<(String, u64)>,
+    }
+
+    /// Visits a `message.sent` event whose value set gives `channel` each of `channels` (more
+    /// than one only in a value set built by hand).
+    fn visit_sent(channels: &[&str]) -> Visited {
+        let c = Compiled::for_test(&Rules::dchat_defaults());
+        let cs = tracing::callsite!(name: "message.sent", kind: tracing::metadata::Kind::EVENT,
+            fields: message, channel);
+        let meta = cs.metadata();
+        let plan = c.plan(meta);
+        let fields = meta.fields();
+        let Some(field) = fields.field("channel") else {
+            panic!("the callsite declares channel")
+        };
+        let given: Vec<(&Field, Option<&dyn Value>)> = channels
+            .iter()
+            .map(|v| (&field, Some(v as &dyn Value)))
+            .collect();
+        let (one, two);
+        let value_set = match &given[..] {
+            [a] => {
+                one = [*a];
+                fields.value_set(&one)
+            }
+            [a, b] => {
+                two = [*a, *b];
+                fields.value_set(&two)
+            }
+            _ => panic!("one or two values"),
+        };
+        let event = tracing_core::Event::new(meta, &value_set);
+        let mut scratch = Scratch::new();
+        let mut visitor = Visitor::new(&plan, &mut scratch);
+        event.record(&mut visitor);
+        let settled = visitor.settled();
+        if !settled {
+            let mut trace = crate::series::exemplar::TraceContext::new();
+            apply::record(&plan.actions[0], &scratch, 0.0, &mut trace);
+        }
+        let copied = scratch
+            .label(0)
+            .map(|r| String::from_utf8_lossy(scratch.bytes(r)).into_owned());
+        let series = plan.actions[0].metric.with_sorted_series(|all| {
+            all.iter()
+                .map(|s| {
+                    let count = match s.cell.read() {
+                        Reading::CounterInt(n) => n,
+                        _ => u64::MAX,
+                    };
+                    (s.key.values().collect::<Vec<_>>().join(","), count)
+                })
+                .collect()
+        });
+        Visited {
+            settled,
+            copied,
+            series,
+        }
+    }
+
+    fn visited(settled: bool, copied: Option<&str>, series: &[(&str, u64)]) -> Visited {
+        Visited {
+            settled,
+            copied: copied.map(Into::into),
+            series: series.iter().map(|&(v, n)| (v.into(), n)).collect(),
+        }
+    }
+
+    #[test]
+    fn a_clean_channel_settles_the_event_uncopied_and_any_other_is_copied_sanitised() {
+        let general = visit_sent(&["general"]);
+        assert_eq!(general, visited(true, None, &[("general", 1)]));
+        let bell = visit_sent(&["bell\u{7}"]);
+        let sanitised = "bell\u{FFFD}";
+        assert_eq!(bell, visited(false, Some(sanitised), &[(sanitised, 1)]));
+        let tab = visit_sent(&["tab\there"]);
+        assert_eq!(tab, visited(false, Some("tab\there"), &[("tab\there", 1)]));
+        let long = "c".repeat(128);
+        let cut = visit_sent(&[&"c".repeat(200)]);
+        assert_eq!(
+            cut,
+            visited(false, Some(&long), &[(&long, 1)]),
+            "cut at the cap"
+        );
+    }
+
+    #[test]
+    fn a_field_given_twice_still_counts_the_event_once() {
+        let twice = visit_sent(&["first", "second"]);
+        assert_eq!(twice, visited(true, None, &[("first", 1)]));
     }
 }

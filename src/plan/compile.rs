@@ -267,15 +267,13 @@ impl PlanBuilder {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::catalog;
-    use crate::clock::ManualClock;
-    use crate::otel::Otel;
-    use crate::series::Settings;
-    use tracing::callsite::Callsite as _;
-
-    fn compiled(rules: &Rules) -> Compiled {
+impl Compiled {
+    /// `rules` compiled against metrics of their own (limit 100, no expiry, a manual clock, no
+    /// OpenTelemetry reader): for unit tests of plans and of what runs them.
+    pub(crate) fn for_test(rules: &Rules) -> Compiled {
+        use crate::clock::ManualClock;
+        use crate::otel::Otel;
+        use crate::series::Settings;
         let metrics = Metrics::new(
             Settings {
                 limit: 100,
@@ -286,7 +284,19 @@ mod tests {
             },
             Arc::new(Otel::disabled()),
         );
+        // UNWRAP: test-only; the rules a test passes are valid ones.
         Compiled::new(rules, Arc::new(metrics)).expect("valid rules")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::catalog;
+    use tracing::callsite::Callsite as _;
+
+    fn compiled(rules: &Rules) -> Compiled {
+        Compiled::for_test(rules)
     }
 
     fn names(plan: &Plan) -> Vec<&str> {
@@ -367,7 +377,7 @@ mod tests {
         );
         let span = tracing::callsite!(name: "relay.connection", kind: tracing::metadata::Kind::SPAN,
             fields: relay);
-        assert_eq!(settled(span), None, "spans are never settled by a field");
+        assert_eq!(settled(span), None, "a gauge span");
         let rule = Rule::builder(crate::MetricKind::Counter, "two_labels_total")
             .with_event_name("two.labels")
             .with_description("Two labels.")
@@ -379,6 +389,24 @@ mod tests {
         let two_labels = tracing::callsite!(name: "two.labels", kind: tracing::metadata::Kind::EVENT,
             fields: a, b);
         assert_eq!(c.plan(two_labels.metadata()).settled_by, None, "two labels");
+        // A span counted once per span, with one label of its own: everything an event needs to
+        // be settled but being an event (a span's fields are kept, not recorded while visited).
+        let rule = Rule::builder(crate::MetricKind::Counter, "spans_total")
+            .with_span_name("counted.span")
+            .with_description("Spans counted.")
+            .with_label("a")
+            .build()
+            .expect("a valid rule");
+        let c = compiled(&Rules::empty().with_rule(rule));
+        let span = tracing::callsite!(name: "counted.span", kind: tracing::metadata::Kind::SPAN,
+            fields: a);
+        let plan = c.plan(span.metadata());
+        assert_eq!(
+            plan.actions[0].value,
+            ValuePlan::One,
+            "a count, like an event's"
+        );
+        assert_eq!(plan.settled_by, None, "spans are never settled by a field");
         let counted = tracing::callsite!(name: "counted", kind: tracing::metadata::Kind::EVENT,
             fields: a);
         let rule = Rule::builder(crate::MetricKind::Counter, "counted_total")

@@ -65,7 +65,9 @@ pub(crate) enum ValuePlan {
 }
 
 impl ValuePlan {
-    /// The value when it needs no field: a constant, or a default with no source field.
+    /// The value of an event or span count that needs no field: `One`, or a default with no
+    /// source field. `None` for values read from fields and for span measures (a duration, an
+    /// open-span gauge).
     pub(crate) fn constant(&self) -> Option<Num> {
         match self {
             ValuePlan::One => Some(Num::U64(1)),
@@ -131,8 +133,9 @@ pub(crate) struct Plan {
     pub(crate) timed: bool,
     /// Events: the capture slot whose string value alone settles everything the event does,
     /// and the value it records (one action, a value that needs no field, one label whose only
-    /// own source is this slot). The visitor records it the moment that field arrives, from
-    /// the caller's string, without copying it into the scratch buffer.
+    /// own source is this slot). When that field's string is one sanitising leaves as it is,
+    /// the visitor records the event the moment the field arrives, from the caller's string,
+    /// without copying it; any other value is copied and sanitised as usual.
     pub(crate) settled_by: Option<(u8, Num)>,
 }
 
