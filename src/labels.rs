@@ -102,8 +102,8 @@ impl TextSink for Vec<u8> {
 
     /// Short strings (label values usually are) are copied with fixed-size, overlapping word
     /// copies instead of a `memcpy` call. Always inlined: left to the compiler, a second
-    /// caller of [`printable_ascii`] ([`kept_as_is`], the visitor's settling check) moved it out of line, 11
-    /// instructions more for every label value copied.
+    /// caller of [`printable_ascii`] ([`kept_as_is`], the visitor's settling check) moved it
+    /// out of line, 11 instructions more for every label value copied.
     #[inline(always)]
     fn push_str(&mut self, s: &str) {
         push_bytes(self, s.as_bytes());

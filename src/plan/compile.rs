@@ -293,6 +293,7 @@ impl Compiled {
 mod tests {
     use super::*;
     use crate::catalog;
+    use crate::rules::RuleBuilder;
     use tracing::callsite::Callsite as _;
 
     fn compiled(rules: &Rules) -> Compiled {
@@ -349,6 +350,14 @@ mod tests {
         );
     }
 
+    /// The plans of one counter rule `name` (labels and callsites as `f` sets them up).
+    fn one_counter(name: &str, f: impl FnOnce(RuleBuilder) -> RuleBuilder) -> Compiled {
+        let rule = f(Rule::builder(crate::MetricKind::Counter, name).with_description("A count."))
+            .build()
+            .expect("a valid rule");
+        compiled(&Rules::empty().with_rule(rule))
+    }
+
     #[test]
     fn only_an_event_with_one_action_one_label_and_no_value_field_is_settled_by_a_field() {
         let c = compiled(&Rules::dchat_defaults());
@@ -378,26 +387,19 @@ mod tests {
         let span = tracing::callsite!(name: "relay.connection", kind: tracing::metadata::Kind::SPAN,
             fields: relay);
         assert_eq!(settled(span), None, "a gauge span");
-        let rule = Rule::builder(crate::MetricKind::Counter, "two_labels_total")
-            .with_event_name("two.labels")
-            .with_description("Two labels.")
-            .with_label("a")
-            .with_label("b")
-            .build()
-            .expect("a valid rule");
-        let c = compiled(&Rules::empty().with_rule(rule));
+        let c = one_counter("two_labels_total", |r| {
+            r.with_event_name("two.labels")
+                .with_label("a")
+                .with_label("b")
+        });
         let two_labels = tracing::callsite!(name: "two.labels", kind: tracing::metadata::Kind::EVENT,
             fields: a, b);
         assert_eq!(c.plan(two_labels.metadata()).settled_by, None, "two labels");
         // A span counted once per span, with one label of its own: everything an event needs to
         // be settled but being an event (a span's fields are kept, not recorded while visited).
-        let rule = Rule::builder(crate::MetricKind::Counter, "spans_total")
-            .with_span_name("counted.span")
-            .with_description("Spans counted.")
-            .with_label("a")
-            .build()
-            .expect("a valid rule");
-        let c = compiled(&Rules::empty().with_rule(rule));
+        let c = one_counter("spans_total", |r| {
+            r.with_span_name("counted.span").with_label("a")
+        });
         let span = tracing::callsite!(name: "counted.span", kind: tracing::metadata::Kind::SPAN,
             fields: a);
         let plan = c.plan(span.metadata());
@@ -409,14 +411,11 @@ mod tests {
         assert_eq!(plan.settled_by, None, "spans are never settled by a field");
         let counted = tracing::callsite!(name: "counted", kind: tracing::metadata::Kind::EVENT,
             fields: a);
-        let rule = Rule::builder(crate::MetricKind::Counter, "counted_total")
-            .with_event_name("counted")
-            .with_description("One label, a constant value.")
-            .with_value_default(3.0)
-            .with_label("a")
-            .build()
-            .expect("a valid rule");
-        let c = compiled(&Rules::empty().with_rule(rule));
+        let c = one_counter("counted_total", |r| {
+            r.with_event_name("counted")
+                .with_value_default(3.0)
+                .with_label("a")
+        });
         assert_eq!(
             c.plan(counted.metadata()).settled_by,
             Some((0, Num::U64(3))),
