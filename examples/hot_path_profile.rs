@@ -15,7 +15,8 @@
 //! `message.sent` whose channel cycles through 100 or 1000 values; `sdk_add_100` and
 //! `sdk_add_1000` are the OpenTelemetry SDK's `add` with the same attribute, and
 //! `counter_100_floor` the same event reaching a do-nothing layer behind a per-layer filter), `histogram` (a histogram alone), `message_received`
-//! (dchat's counter + histogram event), `db_span`, `relay_span`; `render` renders 10k counter
+//! (dchat's counter + histogram event), `db_span`, `relay_span`, `unmatched` (an event no rule
+//! matches); `render` renders 10k counter
 //! series and 100 histograms N times. The `db.query` span's peer and floors, without this layer:
 //! `db_span_peer` (a hand-written span timer feeding a prometheus `HistogramVec`),
 //! `db_span_floor_plain` and `db_span_floor_filtered` (a do-nothing layer, plain and behind a
@@ -100,6 +101,7 @@ fn main() {
         "message_received" => Op::Received,
         "db_span" | "db_span_peer" | "db_span_floor_plain" | "db_span_floor_filtered" => Op::DbSpan,
         "relay_span" => Op::RelaySpan,
+        "unmatched" => Op::Unmatched,
         other => {
             eprintln!("unknown shape {other}");
             std::process::exit(2);
@@ -133,6 +135,7 @@ fn main() {
                     "relay.connection",
                     relay = "relay-eu-1"
                 )),
+                Op::Unmatched => tracing::info!(name: "unrelated.event", id = i, "x"),
             }
             std::hint::black_box(i);
         }
@@ -152,4 +155,6 @@ enum Op {
     Received,
     DbSpan,
     RelaySpan,
+    /// An event no rule matches.
+    Unmatched,
 }

@@ -5,6 +5,8 @@
 //! the golden copy `tests/data/catalog.tsv`), and the self-metrics of the layer and the server are
 //! declared here too.
 
+use crate::limits::MAX_BUCKETS;
+
 /// The kind of instrument behind a metric, and so its Prometheus `TYPE`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 #[non_exhaustive]
@@ -50,6 +52,40 @@ pub struct MetricInfo {
     pub help: &'static str,
     /// Histogram bucket upper bounds, when the kind is [`MetricKind::Histogram`].
     pub buckets: &'static [f64],
+}
+
+/// A metric as the layer, the store and the OpenTelemetry side know it: a catalogue entry
+/// ([`MetricDef::from_info`]) or a user rule's metric.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct MetricDef {
+    pub(crate) name: String,
+    pub(crate) kind: MetricKind,
+    pub(crate) unit: String,
+    pub(crate) help: String,
+    pub(crate) buckets: Vec<f64>,
+    pub(crate) label_names: Vec<String>,
+}
+
+impl MetricDef {
+    pub(crate) fn from_info(info: &MetricInfo) -> Self {
+        MetricDef {
+            name: info.name.to_owned(),
+            kind: info.kind,
+            unit: info.unit.to_owned(),
+            help: info.help.to_owned(),
+            buckets: info.buckets.to_vec(),
+            label_names: info.labels.iter().map(|s| (*s).to_owned()).collect(),
+        }
+    }
+}
+
+/// Histogram bounds: one to [`MAX_BUCKETS`], finite, strictly increasing (checked for the
+/// options' buckets and every rule's).
+pub(crate) fn valid_buckets(b: &[f64]) -> bool {
+    !b.is_empty()
+        && b.len() <= MAX_BUCKETS
+        && b.iter().all(|x| x.is_finite())
+        && b.windows(2).all(|w| w[0] < w[1])
 }
 
 /// Buckets for chat message delivery latency: 1 ms .. 10 s.
@@ -118,6 +154,24 @@ pub const MESSAGES_SEND_FAILED: MetricInfo = MetricInfo {
     labels: &["channel"],
     unit: "messages",
     help: "Chat messages this node failed to hand to the relay mesh.",
+    buckets: &[],
+};
+/// `dchat_messages_dropped_total{reason}`.
+pub const MESSAGES_DROPPED: MetricInfo = MetricInfo {
+    name: "dchat_messages_dropped_total",
+    kind: MetricKind::Counter,
+    labels: &["reason"],
+    unit: "messages",
+    help: "Chat messages this node received but could not use, by reason (undecodable, say).",
+    buckets: &[],
+};
+/// `dchat_dial_failures_total`.
+pub const DIAL_FAILURES: MetricInfo = MetricInfo {
+    name: "dchat_dial_failures_total",
+    kind: MetricKind::Counter,
+    labels: &[],
+    unit: "dials",
+    help: "Outgoing connections to peers that failed (the peer down, unreachable, or not who it was said to be).",
     buckets: &[],
 };
 /// `dchat_errors_total{type}`.
@@ -194,6 +248,33 @@ pub const SERIES_EXPIRED: MetricInfo = MetricInfo {
     help: "Series removed from the exposition after going without an update for the series TTL.",
     buckets: &[],
 };
+/// `dchat_telemetry_series_forgotten_total{metric}`.
+pub const SERIES_FORGOTTEN: MetricInfo = MetricInfo {
+    name: "dchat_telemetry_series_forgotten_total",
+    kind: MetricKind::Counter,
+    labels: &["metric"],
+    unit: "series",
+    help: "Remembered values of expired counters and histograms forgotten (past the bound of remembered series or the horizon): such a label set starts again from zero if it returns.",
+    buckets: &[],
+};
+/// `dchat_telemetry_samples`.
+pub const SAMPLES: MetricInfo = MetricInfo {
+    name: "dchat_telemetry_samples",
+    kind: MetricKind::Gauge,
+    labels: &[],
+    unit: "samples",
+    help: "Samples the rules' series (each metric's overflow series reserved) and other registries' families hold, counted against the sample budget.",
+    buckets: &[],
+};
+/// `dchat_telemetry_sample_budget`.
+pub const SAMPLE_BUDGET: MetricInfo = MetricInfo {
+    name: "dchat_telemetry_sample_budget",
+    kind: MetricKind::Gauge,
+    labels: &[],
+    unit: "samples",
+    help: "The node-wide sample budget: past it, new label sets fold into their metric's overflow series.",
+    buckets: &[],
+};
 /// `dchat_telemetry_filter_blocked{reason}`.
 pub const FILTER_BLOCKED: MetricInfo = MetricInfo {
     name: "dchat_telemetry_filter_blocked",
@@ -220,6 +301,56 @@ pub const SCRAPE_DURATION: MetricInfo = MetricInfo {
     unit: "seconds",
     help: "Time taken to render /metrics.",
     buckets: SCRAPE_BUCKETS,
+};
+/// `dchat_telemetry_http_rejected_total{reason}`.
+pub const HTTP_REJECTED: MetricInfo = MetricInfo {
+    name: "dchat_telemetry_http_rejected_total",
+    kind: MetricKind::Counter,
+    labels: &["reason"],
+    unit: "refusals",
+    help: "Requests and connections the endpoint refused: reason=\"in_flight\" (503: scrapes beyond the in-flight limit, or credential checks all busy), \"connections\" (the connection cap), \"per_client\" (one client's connection cap), \"unauthorized\" (401), \"tls\" (a failed TLS handshake).",
+    buckets: &[],
+};
+/// `dchat_telemetry_otlp_export_failures_total`.
+pub const OTLP_EXPORT_FAILURES: MetricInfo = MetricInfo {
+    name: "dchat_telemetry_otlp_export_failures_total",
+    kind: MetricKind::Counter,
+    labels: &[],
+    unit: "exports",
+    help: "OTLP pushes of the metrics that failed (the receiver down, refusing or too slow); 0 when no OTLP push is configured.",
+    buckets: &[],
+};
+/// `dchat_telemetry_registry_families_skipped_total{reason}`.
+pub const REGISTRY_FAMILIES_SKIPPED: MetricInfo = MetricInfo {
+    name: "dchat_telemetry_registry_families_skipped_total",
+    kind: MetricKind::Counter,
+    labels: &["reason"],
+    unit: "families",
+    help: "Families of other metric registries left out of a scrape: reason=\"duplicate\" (a name another family has), \"sample_budget\" (its samples did not fit the sample budget), \"invalid\" (the registry's output could not be read).",
+    buckets: &[],
+};
+/// `dchat_build_info{version,revision}`: always 1, its labels saying what runs (set with
+/// [`TelemetryBuilder::with_build_info`](crate::TelemetryBuilder::with_build_info)). A gauge in
+/// the text format; OpenMetrics scrapes get it as the `info` family `dchat_build`.
+pub const BUILD_INFO: MetricInfo = MetricInfo {
+    name: "dchat_build_info",
+    kind: MetricKind::Gauge,
+    labels: &["version", "revision"],
+    unit: "",
+    help:
+        "The running build: always 1, with the application's version and source revision as labels.",
+    buckets: &[],
+};
+/// `target_info`: always 1, its labels the node's OpenTelemetry resource attributes (dots as
+/// underscores: `service_name`, `service_instance_id`, `service_version`, ...). A gauge in the
+/// text format; OpenMetrics scrapes get it as the `info` family `target`.
+pub const TARGET_INFO: MetricInfo = MetricInfo {
+    name: "target_info",
+    kind: MetricKind::Gauge,
+    labels: &[],
+    unit: "",
+    help: "Target metadata",
+    buckets: &[],
 };
 
 /// `process_cpu_seconds_total`.
@@ -327,6 +458,8 @@ pub const CATALOG: &[MetricInfo] = &[
     MESSAGES_SENT,
     MESSAGES_RECEIVED,
     MESSAGES_SEND_FAILED,
+    MESSAGES_DROPPED,
+    DIAL_FAILURES,
     MESSAGE_LATENCY,
     RELAY_CONNECTIONS,
     DB_QUERY_DURATION,
@@ -338,9 +471,17 @@ pub const CATALOG: &[MetricInfo] = &[
     VALUES_DROPPED,
     SERIES,
     SERIES_EXPIRED,
+    SERIES_FORGOTTEN,
+    SAMPLES,
+    SAMPLE_BUDGET,
     FILTER_BLOCKED,
     SCRAPES,
     SCRAPE_DURATION,
+    HTTP_REJECTED,
+    OTLP_EXPORT_FAILURES,
+    REGISTRY_FAMILIES_SKIPPED,
+    BUILD_INFO,
+    TARGET_INFO,
     PROCESS_CPU_SECONDS,
     PROCESS_RESIDENT_MEMORY,
     PROCESS_VIRTUAL_MEMORY,

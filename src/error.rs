@@ -1,6 +1,7 @@
 //! The crate's one error type.
 
 use std::net::SocketAddr;
+use std::path::PathBuf;
 
 /// Everything that can go wrong while configuring or running dchat-telemetry.
 ///
@@ -46,6 +47,19 @@ pub enum Error {
         #[source]
         source: Option<Box<dyn std::error::Error + Send + Sync>>,
     },
+    /// Another registry given to the builder
+    /// ([`with_metrics_text`](crate::TelemetryBuilder::with_metrics_text) and the like) has a
+    /// family whose name is one of this crate's families' or of another registry's (Prometheus
+    /// would take the samples of one for the other's).
+    #[error("family {family} of registry {registry:?} has a name of {clashes_with}")]
+    DuplicateFamily {
+        /// The family, as the text format names it.
+        family: String,
+        /// The registry's name.
+        registry: String,
+        /// The family it clashes with.
+        clashes_with: String,
+    },
     /// The HTTP listener could not be bound.
     #[error("cannot listen on {addr}: {source}")]
     Bind {
@@ -53,5 +67,16 @@ pub enum Error {
         addr: SocketAddr,
         /// The operating system's error.
         source: std::io::Error,
+    },
+    /// The web config file (TLS and basic auth, in Prometheus exporter-toolkit's format) or a
+    /// file it names cannot be used: unreadable, not valid YAML, an unknown key, a value out of
+    /// range, a key or value this crate does not implement, a certificate or key that does not
+    /// load, a password that is not a bcrypt hash.
+    #[error("web config {path}: {reason}")]
+    WebConfig {
+        /// The web config file.
+        path: PathBuf,
+        /// What is wrong, naming the key (and the file it names, when that is the problem).
+        reason: String,
     },
 }

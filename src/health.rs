@@ -18,11 +18,27 @@ pub const HEALTH_CONTENT_TYPE: &str = "application/health+json";
 
 type CheckFn = dyn Fn() -> Result<(), String> + Send + Sync;
 
+/// What a run of a check came to.
+type Outcome = Result<(), String>;
+
+/// One run of a check, shared by every request that arrives while it runs.
+struct Run {
+    started: tokio::time::Instant,
+    /// `None` until the run finishes; then its outcome.
+    done: tokio::sync::watch::Receiver<Option<Outcome>>,
+    /// Set once this run's failure (error, panic or timeout) has been counted.
+    counted: AtomicBool,
+}
+
+/// A check's latest run.
+type LastRun = Arc<Mutex<Option<Arc<Run>>>>;
+
 struct Check {
     name: String,
     run: Arc<CheckFn>,
-    /// Set while a run is under way: a hung check is not started again.
-    running: Arc<AtomicBool>,
+    /// The latest run: joined while it runs, or while its result is fresh; a hung run is not
+    /// started again.
+    last: LastRun,
     /// A warning only: an `Err` makes the report `warn`, not `fail` (and is not counted as a
     /// failure).
     warn_only: bool,
@@ -206,9 +222,11 @@ impl Health {
         gate
     }
 
-    /// Registers a liveness check. It runs on a blocking thread at each `/health` request; a
+    /// Registers a liveness check. It runs on a blocking thread for `/health` requests; a
     /// check that returns `Err`, panics or takes longer than the timeout fails (and while a hung
-    /// run is still going, the check is not started again and keeps failing).
+    /// run is still going, the check is not started again and keeps failing). Requests that
+    /// arrive while a run is under way share its result, so concurrent probes never fail each other: a run counts as hung only once
+    /// it has lasted longer than the timeout.
     pub fn add_liveness_check<F>(&self, name: &str, check: F)
     where
         F: Fn() -> Result<(), String> + Send + Sync + 'static,
@@ -232,7 +250,7 @@ impl Health {
         checks.push(Check {
             name: name.to_owned(),
             run,
-            running: Arc::new(AtomicBool::new(false)),
+            last: Arc::new(Mutex::new(None)),
             warn_only,
         });
     }
@@ -288,47 +306,80 @@ impl Health {
         Report::new("readiness", checks)
     }
 
-    /// The liveness report: runs every check (each bounded by the timeout).
+    /// The run of `check` to report: the one under way (however long it has run: a hung check
+    /// is not started again), else a new one on a blocking thread. A finished run's result is
+    /// never reused: each request after it sees the state of now.
+    fn run_or_join(check: Arc<CheckFn>, last: &Mutex<Option<Arc<Run>>>) -> Arc<Run> {
+        let mut last = last.lock().recover();
+        if let Some(run) = last.as_ref() {
+            if run.done.borrow().is_none() {
+                return Arc::clone(run);
+            }
+        }
+        let (tx, rx) = tokio::sync::watch::channel(None);
+        let run = Arc::new(Run {
+            started: tokio::time::Instant::now(),
+            done: rx,
+            counted: AtomicBool::new(false),
+        });
+        // If the blocking pool cannot take it (the runtime is shutting down), the sender is
+        // dropped and waiters see "check task failed".
+        drop(tokio::task::spawn_blocking(move || {
+            let outcome = match catch_unwind(AssertUnwindSafe(|| check())) {
+                Ok(r) => r,
+                Err(_) => Err("check panicked".to_owned()),
+            };
+            let _ = tx.send(Some(outcome));
+        }));
+        *last = Some(Arc::clone(&run));
+        run
+    }
+
+    /// The liveness report: runs every check (each bounded by the timeout), or joins the run
+    /// under way.
     pub async fn liveness(&self) -> Report {
-        let to_run: Vec<(String, Arc<CheckFn>, Arc<AtomicBool>, bool)> = self
+        let to_run: Vec<(String, Arc<CheckFn>, LastRun, bool)> = self
             .inner
             .checks
             .lock()
             .recover()
             .iter()
             .map(|c| {
-                let run = Arc::clone(&c.run);
-                (c.name.clone(), run, Arc::clone(&c.running), c.warn_only)
+                (
+                    c.name.clone(),
+                    Arc::clone(&c.run),
+                    Arc::clone(&c.last),
+                    c.warn_only,
+                )
             })
             .collect();
-        let mut handles = Vec::with_capacity(to_run.len());
-        for (name, run, running, warn_only) in to_run {
-            if running.swap(true, Ordering::SeqCst) {
-                handles.push((name, None, warn_only));
-                continue;
-            }
-            let task = tokio::task::spawn_blocking(move || {
-                let r = catch_unwind(AssertUnwindSafe(|| run()));
-                running.store(false, Ordering::SeqCst);
-                r
-            });
-            handles.push((name, Some(task), warn_only));
-        }
         let timeout = self.inner.timeout;
-        // One deadline for all checks: they run in parallel, so k hung checks cost one timeout.
-        let deadline = tokio::time::Instant::now() + timeout;
+        let asked = tokio::time::Instant::now();
+        let runs: Vec<(String, Arc<Run>, bool)> = to_run
+            .into_iter()
+            .map(|(name, check, last, warn_only)| {
+                (name, Self::run_or_join(check, &last), warn_only)
+            })
+            .collect();
         let mut checks = BTreeMap::new();
-        for (name, task, warn_only) in handles {
-            let outcome = match task {
-                None => Err("previous run has not finished (hung)".to_owned()),
-                Some(task) => match tokio::time::timeout_at(deadline, task).await {
+        for (name, run, warn_only) in runs {
+            // Bounded by the run's own start: a request joining late waits less, and one
+            // joining after the timeout sees the run as hung at once.
+            let deadline = run.started + timeout;
+            let mut done = run.done.clone();
+            // Hung: the run had already outlived its timeout when this request came.
+            let late = asked >= deadline;
+            let outcome =
+                match tokio::time::timeout_at(deadline, done.wait_for(Option::is_some)).await {
+                    Ok(Ok(v)) => match v.as_ref() {
+                        Some(outcome) => outcome.clone(),
+                        None => Err("check result missing".to_owned()),
+                    },
+                    Ok(Err(_)) => Err("check task failed".to_owned()),
+                    Err(_) if late => Err("previous run has not finished (hung)".to_owned()),
                     Err(_) => Err(format!("timed out after {timeout:?}")),
-                    Ok(Err(join)) => Err(format!("check task failed: {join}")),
-                    Ok(Ok(Err(_panic))) => Err("check panicked".to_owned()),
-                    Ok(Ok(Ok(r))) => r,
-                },
-            };
-            if outcome.is_err() && !warn_only {
+                };
+            if outcome.is_err() && !warn_only && !run.counted.swap(true, Ordering::SeqCst) {
                 self.count_failures(&name, 1);
             }
             checks.insert(

@@ -8,6 +8,19 @@
 
 use std::fmt;
 
+/// The label an overflow series carries (the OpenTelemetry SDK's own convention, as Prometheus
+/// shows it); no rule or constant label may use the name.
+pub(crate) const OVERFLOW_LABEL: &str = "otel_metric_overflow";
+
+/// The suffix of every counter's scraped name.
+pub(crate) const COUNTER_SUFFIX: &str = "_total";
+
+/// A counter's family name: its scraped name without [`COUNTER_SUFFIX`] (the name OpenMetrics'
+/// `# TYPE` line and OpenTelemetry's instrument use). Other names come back unchanged.
+pub(crate) fn counter_family(name: &str) -> &str {
+    name.strip_suffix(COUNTER_SUFFIX).unwrap_or(name)
+}
+
 /// Whether `name` is a valid Prometheus metric name (`[a-zA-Z_:][a-zA-Z0-9_:]*`) that is not
 /// reserved (names starting with `__` are for Prometheus' internal use).
 #[must_use]
@@ -103,7 +116,7 @@ impl TextSink for Vec<u8> {
     /// Short strings (label values usually are) are copied with fixed-size, overlapping word
     /// copies instead of a `memcpy` call. Always inlined: left to the compiler, a second
     /// caller of [`printable_ascii`] ([`kept_as_is`], the visitor's settling check) moved it
-    /// out of line, 11 instructions more for every label value copied.
+    /// out of line, a call for every label value copied.
     #[inline(always)]
     fn push_str(&mut self, s: &str) {
         push_bytes(self, s.as_bytes());
@@ -195,10 +208,17 @@ fn printable_ascii(b: &[u8]) -> bool {
             != 0
     }
     // Out of range cannot happen (callers stay within `b`); it would read as non-printable.
-    let word = |s: &[u8], at| load8(s, at).unwrap_or(u64::MAX);
+    let word = |s: &[u8], at| {
+        let w = load8(s, at);
+        debug_assert!(w.is_some(), "a word past the end of the value");
+        w.unwrap_or(u64::MAX)
+    };
     // Four bytes, padded with spaces (printable) to a word.
-    let half =
-        |s: &[u8], at| load4(s, at).map_or(u64::MAX, |w| u64::from(w) | 0x2020_2020_0000_0000);
+    let half = |s: &[u8], at| {
+        let w = load4(s, at);
+        debug_assert!(w.is_some(), "a half word past the end of the value");
+        w.map_or(u64::MAX, |w| u64::from(w) | 0x2020_2020_0000_0000)
+    };
     let n = b.len();
     match n {
         0..=3 => b.iter().all(|&x| (0x20..0x7f).contains(&x)),
@@ -228,6 +248,15 @@ fn load8(s: &[u8], at: usize) -> Option<u64> {
 fn load4(s: &[u8], at: usize) -> Option<u32> {
     let w = s.get(at..at.checked_add(4)?)?;
     <[u8; 4]>::try_from(w).ok().map(u32::from_le_bytes)
+}
+
+/// A label value as exported: trimmed, control characters replaced, non-empty and within the
+/// length cap (nothing cut). Constant labels and known values must be of this form.
+pub(crate) fn label_value(v: &str) -> Option<String> {
+    let v = v.trim();
+    let mut out = String::new();
+    (!v.is_empty() && push_sanitized(&mut out, v, crate::limits::MAX_LABEL_VALUE_LEN))
+        .then_some(out)
 }
 
 /// Byte-string equality without a `memcmp` call for the short strings label values usually are

@@ -12,6 +12,8 @@
 //! | event `message.sent` (field `channel`, optional `count`) | `dchat_messages_sent_total{channel}` |
 //! | event `message.received` (optional `latency_seconds` or `latency_ms`) | `dchat_messages_received_total{channel}`, `dchat_message_latency_seconds{channel}` |
 //! | event `message.send_failed` (field `channel`) | `dchat_messages_send_failed_total{channel}` |
+//! | event `message.dropped` (field `reason`) | `dchat_messages_dropped_total{reason}` |
+//! | event `peer.dial_failed` | `dchat_dial_failures_total` |
 //! | span `relay.connection` (field `relay`) | `dchat_relay_connections_active{relay}`: +1 open, -1 close |
 //! | span `db.query` (field `db.operation.name`, `db.operation` or `operation`) | `dchat_database_query_duration_seconds{operation}` |
 //! | any ERROR event | `dchat_errors_total{type}`, `dchat_error_rate{type}`; `type` = `error.type`, else `error_kind`, else the target |
@@ -31,12 +33,19 @@
 //!   otel (observable instruments, SDK histograms) ◀─┘ another OpenTelemetry reader (OTLP)
 //! ```
 //!
-//! Labels come only from allow-listed fields, also inherited from enclosing spans. Values are
+//! The catalogue's data types (`MetricInfo`, `MetricDef`) are read by every part; the rule model
+//! reads only them, the limits and the label syntax, and the store never reads the rule model.
+//!
+//! Labels come only from allow-listed fields, also inherited from enclosing spans, and a label
+//! whose values arrive from the network can be bounded to [`KnownValues`]. Values are
 //! sanitised and capped at [`limits::MAX_LABEL_VALUE_LEN`] bytes; each metric keeps at most
-//! the cardinality limit (default 2000) series, the rest folding into one
-//! `otel_metric_overflow="true"` series while `dchat_telemetry_label_sets_dropped_total` counts
-//! them; a series idle for the series TTL (default 10 minutes) leaves the exposition and frees
-//! its place. Values that cannot be recorded (NaN, negative counts, wrong types) are counted in
+//! the cardinality limit (default 2000) series and all of them at most the node-wide sample
+//! budget (default 15000 samples, under the shipped ServiceMonitor's `sampleLimit`), the rest
+//! folding into one `otel_metric_overflow="true"` series per metric while
+//! `dchat_telemetry_label_sets_dropped_total` counts them; a series idle for the series TTL
+//! (default 10 minutes) leaves the exposition and frees its place, and a counter that comes
+//! back continues from its value, so Prometheus' `increase()` counts every event of a quiet
+//! label set. Values that cannot be recorded (NaN, negative counts, wrong types) are counted in
 //! `dchat_telemetry_values_dropped_total{metric,reason}`. Nothing a caller logs panics.
 //!
 //! ```no_run
@@ -56,6 +65,17 @@
 //! # Ok(()) }
 //! ```
 
+//!
+//! ## Optional features
+//!
+//! - `otlp`: push the same metrics over OTLP/HTTP (`TelemetryBuilder::with_otlp`, the
+//!   standard `OTEL_EXPORTER_OTLP_*` variables), `node_id` as `service.instance.id`.
+//! - `prometheus-client`, `prometheus`: another registry's families (libp2p's, the
+//!   application's) in the same `/metrics`; without either,
+//!   [`TelemetryBuilder::with_metrics_text`] takes any library's text encoder.
+//!
+//! Every build has `dchat_build_info` ([`BuildInfo`], [`build_info!`]) and `target_info`.
+
 // The library reports through tracing, its health checks and its self-metrics; never by
 // printing into the application's terminal. (The rest of the lints are in Cargo.toml.)
 #![warn(clippy::print_stdout, clippy::print_stderr)]
@@ -67,6 +87,7 @@
 #[doc = include_str!("../README.md")]
 struct ReadmeDoctests;
 
+mod build_info;
 pub mod catalog;
 mod clock;
 mod config;
@@ -77,7 +98,10 @@ mod labels;
 mod layer;
 pub mod limits;
 mod otel;
+#[cfg(feature = "otlp")]
+mod otlp;
 mod plan;
+mod resource;
 mod rules;
 mod series;
 mod server;
@@ -85,6 +109,7 @@ mod sync;
 mod telemetry;
 mod value;
 
+pub use build_info::BuildInfo;
 pub use catalog::{MetricInfo, MetricKind};
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use config::TelemetryBuilder;
@@ -92,6 +117,8 @@ pub use error::Error;
 pub use exposition::{Format, CONTENT_TYPE, OPENMETRICS_CONTENT_TYPE};
 pub use health::{CheckResult, Health, ReadinessGate, Report, Status, HEALTH_CONTENT_TYPE};
 pub use layer::{CallsiteFilter, MetricsLayer};
-pub use rules::{LabelSource, Measure, Rule, RuleBuilder, Rules};
+#[cfg(feature = "otlp")]
+pub use otlp::OtlpConfig;
+pub use rules::{KnownValues, LabelSource, Measure, Rule, RuleBuilder, Rules};
 pub use server::shutdown_signal;
 pub use telemetry::Telemetry;

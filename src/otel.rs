@@ -16,18 +16,25 @@
 //!   SDK does for any cumulative instrument (up to its 2000 attribute sets per instrument).
 //!
 //! With no reader (the default) nothing is registered with the SDK and the hot path never calls
-//! it. Constant labels become resource attributes (`service` as `service.name`).
+//! it. The resource is the node's ([`crate::resource`]: `service.name`, `service.instance.id`
+//! from `node_id`, `service.version`, ...).
+//!
+//! A counter series that expires and later continues from its remembered value is reported as
+//! that running value to cumulative readers; to readers that take counters as deltas, less the
+//! value it continued from, so that its first delta is not everything it ever counted.
 
 use std::sync::{Arc, Mutex};
 
 use opentelemetry::metrics::{Histogram, Meter, MeterProvider as _};
 use opentelemetry::KeyValue;
 use opentelemetry_sdk::metrics::reader::MetricReader;
-use opentelemetry_sdk::metrics::{MeterProviderBuilder, SdkMeterProvider, Stream};
+use opentelemetry_sdk::metrics::{
+    InstrumentKind, MeterProviderBuilder, SdkMeterProvider, Stream, Temporality,
+};
 use opentelemetry_sdk::Resource;
 
+use crate::catalog::MetricDef;
 use crate::catalog::MetricKind;
-use crate::rules::MetricDef;
 use crate::series::cell::{CellKind, Reading};
 use crate::series::key::LabelKey;
 use crate::series::{Metric, Series, OVERFLOW_SET};
@@ -37,9 +44,9 @@ use crate::Error;
 type AddReader = Box<dyn FnOnce(MeterProviderBuilder) -> MeterProviderBuilder + Send>;
 
 /// A metric reader waiting for the builder to make the meter provider (readers are not
-/// `Clone`; the first `Telemetry` built takes it).
+/// `Clone`; the first `Telemetry` built takes it), and whether it wants deltas of counters.
 #[derive(Clone)]
-pub(crate) struct PendingReader(Arc<Mutex<Option<AddReader>>>);
+pub(crate) struct PendingReader(Arc<Mutex<Option<AddReader>>>, bool);
 
 impl std::fmt::Debug for PendingReader {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -49,9 +56,13 @@ impl std::fmt::Debug for PendingReader {
 
 impl PendingReader {
     pub(crate) fn new<R: MetricReader>(reader: R) -> Self {
-        PendingReader(Arc::new(Mutex::new(Some(Box::new(
-            move |b: MeterProviderBuilder| b.with_reader(reader),
-        )))))
+        let delta = reader.temporality(InstrumentKind::ObservableCounter) == Temporality::Delta;
+        PendingReader(
+            Arc::new(Mutex::new(Some(Box::new(
+                move |b: MeterProviderBuilder| b.with_reader(reader),
+            )))),
+            delta,
+        )
     }
 
     fn take(&self) -> Option<AddReader> {
@@ -65,6 +76,9 @@ pub(crate) struct Otel {
     meter: Meter,
     /// Whether a reader was given: only then are instruments registered and fed.
     enabled: bool,
+    /// Whether every reader takes counters as deltas: then a counter series that continues an
+    /// expired one reports only what it counted since (see [`since_continued`]).
+    delta_counters: bool,
 }
 
 impl std::fmt::Debug for Otel {
@@ -76,27 +90,19 @@ impl std::fmt::Debug for Otel {
 }
 
 impl Otel {
-    /// A provider with `readers`, whose resource carries the constant labels.
+    /// A provider with `readers` and `resource` (the node's: see [`crate::resource`]).
     ///
     /// # Errors
     /// [`Error::Exporter`] when every given reader was already taken by another `Telemetry`.
     pub(crate) fn new(
         readers: &[PendingReader],
-        const_labels: &[(String, String)],
+        resource: Resource,
         limit: usize,
     ) -> Result<Self, Error> {
-        let mut resource = Resource::builder();
-        for (k, v) in const_labels {
-            resource = if k == "service" {
-                resource.with_service_name(v.clone())
-            } else {
-                resource.with_attribute(KeyValue::new(k.clone(), v.clone()))
-            };
-        }
         // Our limits are per metric; the SDK gets one above the largest of ours (the self-metrics').
         let sdk_limit = limit.max(crate::limits::SELF_METRIC_LIMIT) + 8;
         let mut builder = SdkMeterProvider::builder()
-            .with_resource(resource.build())
+            .with_resource(resource)
             .with_view(move |_: &opentelemetry_sdk::metrics::Instrument| {
                 Stream::builder()
                     .with_cardinality_limit(sdk_limit)
@@ -126,6 +132,7 @@ impl Otel {
             provider,
             meter,
             enabled,
+            delta_counters: enabled && readers.iter().all(|r| r.1),
         })
     }
 
@@ -138,7 +145,13 @@ impl Otel {
             provider,
             meter,
             enabled: false,
+            delta_counters: false,
         }
+    }
+
+    /// Whether any reader was given.
+    pub(crate) fn is_enabled(&self) -> bool {
+        self.enabled
     }
 
     pub(crate) fn provider(&self) -> &SdkMeterProvider {
@@ -166,12 +179,13 @@ impl Otel {
         }
         let def = &metric.def;
         let base = match def.kind {
-            MetricKind::Counter => def.name.strip_suffix("_total").unwrap_or(&def.name),
+            MetricKind::Counter => crate::labels::counter_family(&def.name),
             _ => &def.name,
         }
         .to_owned();
         let (help, unit) = (def.help.clone(), ucum(&def.unit));
         let weak = Arc::downgrade(metric);
+        let delta = self.delta_counters;
         // One observable instrument per cell kind: the SDK's builders differ only in their
         // number type, and the callback reports the reading of that kind.
         macro_rules! observe {
@@ -182,7 +196,8 @@ impl Otel {
                     .with_description(help)
                     .with_unit(unit)
                     .with_callback(move |o| {
-                        report(&weak, |v, a| {
+                        report(&weak, |s, v, a| {
+                            let v = if delta { since_continued(s, v) } else { v };
                             if let Reading::$reading(n) = v {
                                 o.observe(n, a);
                             }
@@ -206,8 +221,11 @@ impl Otel {
     }
 }
 
-/// Calls `observe` with every live series of the metric and its attributes.
-fn report(metric: &std::sync::Weak<Metric>, mut observe: impl FnMut(Reading, &[KeyValue])) {
+/// Calls `observe` with every live series of the metric, its value and its attributes.
+fn report(
+    metric: &std::sync::Weak<Metric>,
+    mut observe: impl FnMut(&Series, Reading, &[KeyValue]),
+) {
     let Some(m) = metric.upgrade() else {
         return;
     };
@@ -215,8 +233,24 @@ fn report(metric: &std::sync::Weak<Metric>, mut observe: impl FnMut(Reading, &[K
         let attrs = s
             .attrs
             .get_or_init(|| attributes(&m.label_names(s.set), s.set, &s.key).into_boxed_slice());
-        observe(s.cell.read(), attrs);
+        observe(s, s.cell.read(), attrs);
     });
+}
+
+/// A counter's value less the value it continued from (0 for a series that continued nothing).
+///
+/// The SDK makes a delta of an observable counter from the value its callback reported at the
+/// previous collection, and from 0 for a label set it did not report then: a counter that
+/// expired and came back with its old value plus new increments would be pushed as one delta of
+/// everything it ever counted. Reported less the value it continued from, its first delta is
+/// what it counted since it came back (the pushes before its expiry carried the rest), and
+/// later deltas are unchanged, the subtrahend being fixed.
+fn since_continued(s: &Series, v: Reading) -> Reading {
+    match v {
+        Reading::CounterInt(n) => Reading::CounterInt(n.saturating_sub(s.continued_from())),
+        Reading::Counter(x) => Reading::Counter(x - f64::from_bits(s.continued_from())),
+        other => other,
+    }
 }
 
 /// The attributes of a series: its labels by name, or the overflow marker.
@@ -231,14 +265,17 @@ pub(crate) fn attributes(names: &[String], set: u32, key: &LabelKey) -> Vec<KeyV
         .collect()
 }
 
-/// The unit in UCUM, as OpenTelemetry expects it: `seconds` is `s`, `1` stays, words become
-/// annotations (`messages` is `{messages}`).
+/// The unit in UCUM, as OpenTelemetry expects it: `seconds` is `s`, `1` none, words become
+/// annotations (`messages` is `{messages}`), which OTLP receivers such as Prometheus 3's drop
+/// from names, so that pushed metrics keep the names `/metrics` shows.
 fn ucum(unit: &str) -> String {
     match unit {
         "" => String::new(),
         "seconds" => "s".into(),
         "bytes" => "By".into(),
-        "1" => "1".into(),
+        // Dimensionless: no unit. (Prometheus' OTLP receiver names a gauge of unit `1`
+        // `<name>_ratio`, and `dchat_telemetry_ready` is a 0/1 state, not a ratio.)
+        "1" => String::new(),
         u => format!("{{{}}}", u.replace(' ', "_")),
     }
 }
@@ -252,16 +289,21 @@ mod tests {
         assert_eq!(ucum("seconds"), "s");
         assert_eq!(ucum("messages"), "{messages}");
         assert_eq!(ucum("errors per second"), "{errors_per_second}");
-        assert_eq!(ucum("1"), "1");
+        assert_eq!(ucum("1"), "");
     }
 
     #[test]
     fn a_reader_is_taken_once() {
         let r = PendingReader::new(opentelemetry_sdk::metrics::ManualReader::builder().build());
-        let first = Otel::new(std::slice::from_ref(&r), &[], 10).unwrap();
+        let first = Otel::new(
+            std::slice::from_ref(&r),
+            Resource::builder_empty().build(),
+            10,
+        )
+        .unwrap();
         assert!(first.enabled);
         assert!(matches!(
-            Otel::new(&[r], &[], 10),
+            Otel::new(&[r], Resource::builder_empty().build(), 10),
             Err(Error::Exporter { .. })
         ));
     }

@@ -11,14 +11,16 @@ use tracing_subscriber::registry::LookupSpan;
 use tracing_subscriber::Layer as _;
 
 use crate::catalog;
+use crate::catalog::MetricDef;
 use crate::config::TelemetryBuilder;
+use crate::exposition::foreign::Sources;
 use crate::exposition::{self, Collected, Exposition, Format};
 use crate::health::Health;
 use crate::layer::diagnose::Diagnose;
 use crate::layer::{CallsiteFilter, MetricsLayer, Shared};
 use crate::otel::Otel;
 use crate::plan::Compiled;
-use crate::rules::MetricDef;
+use crate::series::budget::SampleBudget;
 use crate::series::{Metric, Metrics, Settings};
 use crate::value::Num;
 use crate::Error;
@@ -31,12 +33,17 @@ struct Own {
     ready: Arc<Metric>,
     series: Arc<Metric>,
     filter_blocked: Arc<Metric>,
+    samples: Arc<Metric>,
+    sample_budget: Arc<Metric>,
 }
 
 pub(crate) struct Inner {
     pub(crate) config: TelemetryBuilder,
     otel: Arc<Otel>,
+    /// Other registries whose families `/metrics` shows.
+    sources: Arc<Sources>,
     metrics: Arc<Metrics>,
+    budget: Arc<SampleBudget>,
     shared: Arc<Shared>,
     pub(crate) health: Health,
     exposition: Exposition,
@@ -45,6 +52,8 @@ pub(crate) struct Inner {
     shut_down: AtomicBool,
     /// Renders of `/metrics` allowed at once.
     pub(crate) render_permits: tokio::sync::Semaphore,
+    /// The endpoint's web config, limits and refusal counts.
+    pub(crate) server: crate::server::ServerState,
 }
 
 /// dchat's telemetry: build one at start-up, add [`Telemetry::layer`] to the tracing registry
@@ -89,22 +98,42 @@ impl Telemetry {
 
     pub(crate) fn from_builder(config: TelemetryBuilder) -> Result<Self, Error> {
         let const_labels = config.all_const_labels();
-        let otel = Arc::new(Otel::new(
-            &config.otel_readers,
+        let resource = crate::resource::resource(
             &const_labels,
-            config.cardinality_limit,
-        )?);
+            &config.build_info,
+            &config.resource_attributes,
+        );
+        let target_info = crate::resource::target_info_labels(&resource);
+        #[allow(unused_mut)] // without the otlp feature no reader is added here
+        let mut readers = config.otel_readers.clone();
+        #[cfg(feature = "otlp")]
+        let otlp = match &config.otlp {
+            Some(c) => {
+                let state = Arc::new(crate::otlp::OtlpState::new(c));
+                let reader = crate::otlp::reader(c, Arc::clone(&state))?;
+                readers.push(crate::otel::PendingReader::new(reader));
+                Some(state)
+            }
+            None => None,
+        };
+        let otel = Arc::new(Otel::new(&readers, resource, config.cardinality_limit)?);
+        let budget = Arc::new(SampleBudget::new(config.sample_budget));
         let metrics = Arc::new(Metrics::new(
             Settings {
                 limit: config.cardinality_limit,
                 ttl: config.series_ttl,
-                rate_window_secs: config.error_rate_window.as_secs().clamp(1, 3600) as u32,
+                // Validated within limits::ERROR_RATE_WINDOW (whole seconds up to an hour).
+                rate_window_secs: u32::try_from(config.error_rate_window.as_secs())
+                    .unwrap_or(u32::MAX),
                 clock: Arc::clone(&config.clock),
                 exemplars: config.exemplars,
+                budget: Some(Arc::clone(&budget)),
+                created: config.created_timestamps,
             },
             Arc::clone(&otel),
         ));
         let compiled = Compiled::new(&config.effective_rules(), Arc::clone(&metrics))?;
+        compiled.predeclare()?;
         let shared = Shared::new(compiled, Diagnose::new(config.expected_level));
         let builtin = |info: &catalog::MetricInfo| {
             metrics
@@ -120,13 +149,46 @@ impl Telemetry {
             ready: builtin(&catalog::READY)?,
             series: builtin(&catalog::SERIES)?,
             filter_blocked: builtin(&catalog::FILTER_BLOCKED)?,
+            samples: builtin(&catalog::SAMPLES)?,
+            sample_budget: builtin(&catalog::SAMPLE_BUDGET)?,
         };
         let failures = builtin(&catalog::HEALTH_CHECK_FAILURES)?;
+        let otlp_failures = builtin(&catalog::OTLP_EXPORT_FAILURES)?;
+        otlp_failures.record::<&str>(0, &[], Num::U64(0));
+        let mut build = MetricDef::from_info(&catalog::BUILD_INFO);
+        build.label_names = config.build_info.names();
+        let build_info = metrics
+            .get_or_create(&build, true)
+            .ok_or_else(|| Error::InvalidRule {
+                metric: build.name.clone(),
+                reason: "a rule defines a metric with this built-in name".into(),
+            })?;
+        build_info.record(0, &config.build_info.values(), Num::F64(1.0));
+        let sources = Arc::new(Sources::new(
+            config.sources.clone(),
+            builtin(&catalog::REGISTRY_FAMILIES_SKIPPED)?,
+        ));
         for format in [Format::Text, Format::OpenMetrics] {
             own.scrapes.record(0, &[format.label()], Num::U64(0));
         }
         let health = Health::new(config.check_timeout);
         health.set_failure_metric(failures);
+        #[cfg(feature = "otlp")]
+        if let Some(state) = otlp {
+            state.count_in(otlp_failures);
+            health.add_warning("otlp", move || state.problem());
+        }
+        #[cfg(not(feature = "otlp"))]
+        if let Some(var) = config.otlp_requested {
+            health.add_warning("otlp", move || {
+                Some(format!(
+                    "{var} asks for an OTLP push, but this build of dchat-telemetry has no otlp \
+                     feature: nothing is pushed (/metrics serves every metric)"
+                ))
+            });
+        }
+        let server =
+            crate::server::ServerState::new(&config, builtin(&catalog::HTTP_REJECTED)?, &health)?;
         let render_failed = Arc::new(AtomicBool::new(false));
         {
             let flag = Arc::clone(&render_failed);
@@ -139,24 +201,48 @@ impl Telemetry {
             });
         }
         {
+            let budget = Arc::clone(&budget);
+            health.add_warning("sample-budget", move || {
+                budget.is_full().then(|| {
+                    format!(
+                        "the sample budget is full ({} of {} samples): new label sets fold into \
+                         their metric's overflow series until idle series expire; raise \
+                         DCHAT_TELEMETRY_SAMPLE_BUDGET (and the scrape's sampleLimit) or bound \
+                         the labels",
+                        budget.used(),
+                        budget.limit()
+                    )
+                })
+            });
+        }
+        if !config.sources.is_empty() {
+            let sources = Arc::clone(&sources);
+            health.add_warning("metrics-registries", move || sources.problem());
+        }
+        {
             let shared = Arc::clone(&shared);
             health.add_warning("tracing-filter", move || {
                 let d = &shared.diagnose;
                 d.blocked().message(d.expected())
             });
         }
+        let exposition = Exposition::new(const_labels, target_info, config.created_timestamps);
+        sources.check(exposition.taken(&metrics.all(), &collect(&config)))?;
         Ok(Telemetry {
             inner: Arc::new(Inner {
-                exposition: Exposition::new(const_labels),
+                exposition,
                 config,
                 otel,
+                sources,
                 metrics,
+                budget,
                 shared,
                 health,
                 own,
                 render_failed,
                 shut_down: AtomicBool::new(false),
                 render_permits: tokio::sync::Semaphore::new(crate::limits::RENDERS_AT_ONCE),
+                server,
             }),
         })
     }
@@ -212,24 +298,33 @@ impl Telemetry {
         let all = inner.metrics.all();
         for m in &all {
             m.sweep();
+            m.move_parked();
         }
+        let collected = collect(&inner.config);
+        let foreign = inner.sources.collect(
+            || inner.exposition.taken(&all, &collected),
+            Some(&inner.budget),
+            inner.config.created_timestamps,
+        );
+        own.samples
+            .record::<&str>(0, &[], Num::F64(inner.budget.used() as f64));
+        own.sample_budget
+            .record::<&str>(0, &[], Num::F64(inner.budget.limit() as f64));
         for m in all.iter().filter(|m| !m.is_self_metric()) {
             own.series
                 .record(0, &[&m.def.name], Num::F64(m.series_count() as f64));
         }
-        let mut collected: Vec<Collected> = Vec::new();
-        if inner.config.process_metrics {
-            collected.extend(exposition::process::collect());
-        }
-        if let Some(rt) = &inner.config.runtime {
-            collected.extend(exposition::runtime::collect(rt));
-        }
-        let text = inner.exposition.render(&all, &collected, format);
+        let text = inner.exposition.render(&all, &collected, &foreign, format);
         inner.render_failed.store(false, Ordering::SeqCst);
         own.scrapes.record(0, &[format.label()], Num::U64(1));
         own.scrape_duration
             .record::<&str>(0, &[], Num::F64(start.elapsed().as_secs_f64()));
         Ok(text)
+    }
+
+    /// A render panicked: the `exporter` liveness check fails until a render succeeds.
+    pub(crate) fn render_panicked(&self) {
+        self.inner.render_failed.store(true, Ordering::SeqCst);
     }
 
     /// Liveness checks and readiness gates.
@@ -259,12 +354,39 @@ impl Telemetry {
         self.inner.otel.provider()
     }
 
-    /// Stops the meter provider (flushing its readers); later renders fail with
-    /// [`Error::Exporter`] (and `/health` reports the `exporter` check failing).
+    /// Stops the meter provider, which makes its readers collect and export one last time (an
+    /// OTLP push of the final values: this waits for it, at most 5 s, the SDK's limit); later
+    /// renders fail with [`Error::Exporter`] (and `/health` reports the `exporter` check
+    /// failing). Call it when the application is done (after [`serve`](Telemetry::serve)
+    /// returned); from async code, on a blocking thread.
     pub fn shutdown(&self) {
         self.inner.shut_down.store(true, Ordering::SeqCst);
         self.inner.otel.shutdown();
     }
+
+    /// Makes the OpenTelemetry readers (an OTLP push) export now, waiting at most
+    /// [`FLUSH_WAIT`](crate::limits::FLUSH_WAIT) on a blocking thread: the end of the drain
+    /// pushes the final counts. A push still going on after that finishes on its own.
+    pub(crate) async fn flush_readers(&self) {
+        if !self.inner.otel.is_enabled() {
+            return;
+        }
+        let provider = self.inner.otel.provider().clone();
+        let flush = tokio::task::spawn_blocking(move || provider.force_flush());
+        let _ = tokio::time::timeout(crate::limits::FLUSH_WAIT, flush).await;
+    }
+}
+
+/// The process and runtime metrics now (read at each scrape).
+fn collect(config: &TelemetryBuilder) -> Vec<Collected> {
+    let mut collected: Vec<Collected> = Vec::new();
+    if config.process_metrics {
+        collected.extend(exposition::process::collect());
+    }
+    if let Some(rt) = &config.runtime {
+        collected.extend(exposition::runtime::collect(rt));
+    }
+    collected
 }
 
 #[cfg(test)]

@@ -21,6 +21,7 @@ fn environment_overrides_code() {
         .apply_env(env(&[
             ("DCHAT_TELEMETRY_ADDR", "127.0.0.1:9191"),
             ("DCHAT_TELEMETRY_NODE_ID", "pod-7"),
+            ("DCHAT_TELEMETRY_ROLE", "validator"),
             ("DCHAT_TELEMETRY_CONST_LABELS", "region=eu, zone=a"),
             ("DCHAT_TELEMETRY_LATENCY_BUCKETS", "0.01,0.1,1"),
             ("DCHAT_TELEMETRY_DB_BUCKETS", "0.001,0.01"),
@@ -42,6 +43,7 @@ fn environment_overrides_code() {
     let text = t.render().unwrap();
     assert!(
         text.contains(r#"node_id="pod-7""#)
+            && text.contains(r#"role="validator""#)
             && text.contains(r#"region="eu""#)
             && text.contains(r#"zone="a""#)
     );

@@ -36,6 +36,8 @@ fn exposition_as(format: Format) -> String {
         tracing::info!(name: "message.sent", channel = "random", "past the cardinality limit of 1");
         tracing::info!(name: "message.received", channel = "general", latency_ms = 42u64, "received");
         tracing::warn!(name: "message.send_failed", channel = "general", "no peers");
+        tracing::info!(name: "message.dropped", reason = "undecodable", "not a dchat message");
+        tracing::info!(name: "peer.dial_failed", "connection refused");
         let _relay = tracing::info_span!("relay.connection", relay = "relay-1").entered();
         drop(tracing::info_span!("db.query", db.operation = "insert").entered());
         tracing::error!(error.type = "timeout", "relay timed out");
@@ -144,7 +146,9 @@ fn constant_labels_everywhere_and_no_scope_labels() {
         );
         assert!(!line.contains("otel_scope"), "{line}");
     }
-    assert!(!text.contains("target_info"));
+    // One target_info (the resource, as OpenTelemetry's Prometheus conventions have it), and
+    // none of opentelemetry-prometheus' own.
+    assert_eq!(text.matches("\ntarget_info{").count(), 1, "{text}");
 }
 
 #[test]

@@ -21,6 +21,7 @@ fn bytes_per_series_and_per_open_span() {
     const N: usize = 10_000;
     let t = dchat_telemetry::Telemetry::builder()
         .with_cardinality_limit(N + 10)
+        .with_sample_budget(10_000_000)
         .without_env()
         .build()
         .unwrap();
@@ -61,6 +62,7 @@ fn bytes_per_series_at_50k_and_200k() {
     for n in [50_000usize, 200_000] {
         let t = dchat_telemetry::Telemetry::builder()
             .with_cardinality_limit(n + 10)
+            .with_sample_budget(10_000_000)
             .with_process_metrics(false)
             .without_env()
             .build()

@@ -1,8 +1,8 @@
 //! A span records into the series its labels name when it closes: a `Span::record` after it
 //! opened still picks the series, a label that comes from an enclosing span follows that span's
 //! late record, and a series that expires while a span is open hands the value to its
-//! successor. These hold for any way of finding the series early (e.g. when the span opens,
-//! tried in session 19 and not kept; the preferred source field is `db_operation_name.rs`'s).
+//! successor. These hold for any way of finding the series early (e.g. when the span opens);
+//! the preferred source field is `db_operation_name.rs`'s.
 mod common;
 
 use std::time::Duration;
@@ -77,8 +77,8 @@ fn a_series_that_expires_while_the_span_is_open_hands_on_its_value() {
     let text = t.render().unwrap();
     assert_eq!(
         count(&text, "select"),
-        Some(1.0),
-        "the successor starts from zero and takes the value: {text}"
+        Some(2.0),
+        "the successor continues from the expired series' count and takes the value: {text}"
     );
     assert_eq!(
         common::sample(

@@ -31,6 +31,8 @@ pub(crate) fn bench_telemetry_with(limit: usize, exemplars: bool) -> Telemetry {
     Telemetry::builder()
         .with_rules(Rules::dchat_defaults().with_rule(rule).with_rule(histogram))
         .with_cardinality_limit(limit)
+        // Renders of up to 200k series: past the default budget's 15000 samples.
+        .with_sample_budget(10_000_000)
         .with_exemplars(exemplars)
         .with_process_metrics(false)
         .without_env()

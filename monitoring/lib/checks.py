@@ -14,9 +14,10 @@ import sys
 import jsonschema
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
-from common import (CONSTANT_LABELS, PROMETHEUS_SERIES, RELEASE, RUNBOOK_BASE, TARGET_LABELS, Env,  # noqa: E402
-                    agg_modifier, chart_defaults, dig, effective_values, fail_if, load_docs, load_yaml,
-                    parse_promql, promql_walk, result_labels, selector_matches, series_families)
+from common import (CONSTANT_LABELS, EXTERNAL_LABELS, KSM_SERIES, PROMETHEUS_SERIES, RELEASE,  # noqa: E402
+                    RUNBOOK_BASE, TARGET_LABELS, Env, agg_modifier, chart_defaults, dig, effective_values, fail_if,
+                    load_defaults, load_docs, load_yaml, parse_promql, promql_walk, result_labels, selector_matches,
+                    series_families)
 
 
 # ====================================================================== 1. custom resources vs CRD schemas
@@ -52,6 +53,9 @@ CORE_SCHEMAS = {
             "ports": {"type": "array", "minItems": 1, "items": {"type": "object", "required": ["port"], "properties": {
                 "name": {"type": "string"}, "port": {"type": "integer"}, "protocol": {"enum": ["TCP", "UDP", "SCTP"]},
                 "targetPort": {"type": ["integer", "string"]}, "appProtocol": {"type": "string"}}}}}}}},
+    ("networking.k8s.io/v1", "NetworkPolicy"): {"type": "object", "required": ["apiVersion", "kind", "metadata", "spec"],
+        "properties": {"apiVersion": {"const": "networking.k8s.io/v1"}, "kind": {"const": "NetworkPolicy"},
+                       "metadata": OBJECT_META, "spec": {"type": "object"}}},
     ("v1", "ConfigMap"): {"type": "object", "required": ["apiVersion", "kind", "metadata"], "properties": {
         "apiVersion": {"const": "v1"}, "kind": {"const": "ConfigMap"}, "metadata": OBJECT_META,
         "data": STR_MAP, "binaryData": STR_MAP, "immutable": {"type": "boolean"}}},
@@ -76,6 +80,30 @@ def crd_schemas(env):
     return out
 
 
+KUBE_VALIDATE_VERSION = "1.33.0"   # the Kubernetes schema version kubernetes-validate checks core kinds against
+
+
+def core_kind_errors(env, files):
+    """Core Kubernetes kinds (no CRD): kubernetes-validate --strict, which rejects unknown fields."""
+    import tempfile
+    errors = []
+    with tempfile.TemporaryDirectory() as d:
+        paths = []
+        for f in files:
+            for i, doc in enumerate(load_docs(f)):
+                if isinstance(doc, dict) and doc.get("kind") and "monitoring.coreos.com" not in str(doc.get("apiVersion")):
+                    out = pathlib.Path(d) / f"{f.stem}-{i}.yaml"
+                    out.write_text(json.dumps(doc), encoding="utf-8")
+                    paths.append((f.relative_to(env.mon), out))
+        for rel, out in paths:
+            p = subprocess.run(["kubernetes-validate", "--strict", "--quiet", "-k", KUBE_VALIDATE_VERSION, str(out)],
+                               capture_output=True, text=True)
+            if p.returncode:
+                errors.append(f"{rel}: kubernetes-validate --strict (Kubernetes {KUBE_VALIDATE_VERSION}): "
+                              + (p.stdout + p.stderr).strip().replace(str(out), "")[:300])
+    return errors
+
+
 def check_crds(env):
     schemas = crd_schemas(env)
     errors, seen = [], []
@@ -94,10 +122,12 @@ def check_crds(env):
                 where = "/".join(str(p) for p in e.absolute_path) or "(root)"
                 errors.append(f"{rel}: {doc['kind']} {dig(doc, 'metadata.name')}: {where}: {e.message[:200]}")
             seen.append(doc["kind"])
-    for need in ("ServiceMonitor", "PrometheusRule", "Service", "ConfigMap"):
+    errors += core_kind_errors(env, files)
+    for need in ("ServiceMonitor", "PrometheusRule", "Service", "ConfigMap", "NetworkPolicy"):
         if need not in seen:
             errors.append(f"no {need} found under monitoring/")
-    fail_if(errors, f"{len(seen)} resources valid against strict schemas ({', '.join(sorted(set(seen)))})")
+    fail_if(errors, f"{len(seen)} resources valid against strict schemas ({', '.join(sorted(set(seen)))}); core kinds "
+                    f"also through kubernetes-validate --strict (Kubernetes {KUBE_VALIDATE_VERSION})")
 
 
 # ====================================================================== 2. values key paths vs chart defaults
@@ -201,6 +231,8 @@ def check_wiring(env):
             errors.append(f"ConfigMap namespace {dig(cm, 'metadata.namespace')} outside sidecar searchNamespace {sn}")
     errors += install_errors(vals, sms)
     errors += fleet_errors(env, rules)
+    errors += https_variant_errors(env, sms)
+    errors += network_policy_errors(env, svcs)
     readme = (env.mon / "README.md").read_text(encoding="utf-8")
     if f"helm install {RELEASE} prometheus-community/kube-prometheus-stack" not in readme:
         errors.append(f"README.md does not install the release as `{RELEASE}` (the selectors depend on it)")
@@ -208,6 +240,84 @@ def check_wiring(env):
     fail_if(errors, "ServiceMonitor/PrometheusRule picked by the release's selectors, ServiceMonitor -> Service "
                     f"dchat port metrics with a sampleLimit, dashboard ConfigMap labelled for the sidecar; volumes and "
                     f"upgrades (retentionSize headroom, Alertmanager storage, Grafana Recreate); fleet values{note}")
+
+
+def https_variant_errors(env, sms):
+    """servicemonitor-https.yaml: the same ServiceMonitor as servicemonitor.yaml but for scheme https with a CA and
+    basic auth from Secrets (or ConfigMaps), so switching to it changes nothing else."""
+    errors = []
+    f = env.mon / "servicemonitor-https.yaml"
+    if not f.is_file():
+        return ["servicemonitor-https.yaml missing (the ServiceMonitor for a /metrics behind TLS and basic auth)"]
+    var = [d for d in load_docs(f) if d.get("kind") == "ServiceMonitor"]
+    if len(var) != 1 or not sms:
+        return ["servicemonitor-https.yaml must hold exactly one ServiceMonitor"]
+    v, plain = var[0], sms[0]
+    if dig(v, "metadata") != dig(plain, "metadata"):
+        errors.append("servicemonitor-https.yaml: metadata must equal servicemonitor.yaml's (it replaces that object)")
+    for k in set(plain["spec"]) | set(v["spec"]):
+        if k != "endpoints" and plain["spec"].get(k) != v["spec"].get(k):
+            errors.append(f"servicemonitor-https.yaml: spec.{k} differs from servicemonitor.yaml "
+                          f"({v['spec'].get(k)!r} vs {plain['spec'].get(k)!r})")
+    for pe, ve in zip(plain["spec"]["endpoints"], v["spec"]["endpoints"]):
+        for k in set(pe) | set(ve):
+            if k not in ("scheme", "tlsConfig", "basicAuth") and pe.get(k) != ve.get(k):
+                errors.append(f"servicemonitor-https.yaml: endpoint {k} differs from servicemonitor.yaml")
+        if ve.get("scheme") != "https":
+            errors.append("servicemonitor-https.yaml: scheme must be https")
+        ca = dig(ve, "tlsConfig.ca") or {}
+        if not (dig(ca, "secret.name") or dig(ca, "configMap.name")):
+            errors.append("servicemonitor-https.yaml: tlsConfig.ca must come from a Secret or ConfigMap")
+        if dig(ve, "tlsConfig.insecureSkipVerify"):
+            errors.append("servicemonitor-https.yaml: insecureSkipVerify defeats the TLS")
+        if not dig(ve, "tlsConfig.serverName"):
+            errors.append("servicemonitor-https.yaml: tlsConfig.serverName needed (Prometheus dials pod IPs; the "
+                          "certificate names a DNS name)")
+        for part in ("username", "password"):
+            if not (dig(ve, f"basicAuth.{part}.name") and dig(ve, f"basicAuth.{part}.key")):
+                errors.append(f"servicemonitor-https.yaml: basicAuth.{part} must be a Secret key reference")
+    return errors
+
+
+def network_policy_errors(env, svcs):
+    """networkpolicy.yaml: selects dchat's pods; only Prometheus' pods of the monitoring namespace reach port 9090."""
+    errors = []
+    f = env.mon / "networkpolicy.yaml"
+    if not f.is_file():
+        return ["networkpolicy.yaml missing (only Prometheus may reach /metrics)"]
+    pols = [d for d in load_docs(f) if d.get("kind") == "NetworkPolicy"]
+    if len(pols) != 1:
+        return ["networkpolicy.yaml must hold one NetworkPolicy"]
+    spec = pols[0]["spec"]
+    if dig(spec, "podSelector.matchLabels") != {"app.kubernetes.io/name": "dchat"}:
+        errors.append("NetworkPolicy must select dchat's pods (app.kubernetes.io/name: dchat)")
+    if spec.get("policyTypes") != ["Ingress"]:
+        errors.append("NetworkPolicy policyTypes must be [Ingress] (egress is not this policy's business)")
+    metrics_rules = []
+    for r in spec.get("ingress") or []:
+        ports = r.get("ports") or []
+        if not ports:
+            errors.append("NetworkPolicy: an ingress rule without ports opens every port, /metrics included")
+        for pt in ports:
+            if pt.get("port") in (9090, "metrics") or (isinstance(pt.get("port"), int) and pt.get("endPort")
+                                                       and pt["port"] <= 9090 <= pt["endPort"]):
+                metrics_rules.append(r)
+    if len(metrics_rules) != 1:
+        errors.append(f"NetworkPolicy: exactly one ingress rule may open port 9090, found {len(metrics_rules)}")
+    for r in metrics_rules:
+        peers = r.get("from") or []
+        if not peers:
+            errors.append("NetworkPolicy: the rule for port 9090 has no `from`: it admits everyone")
+        for peer in peers:
+            ns = dig(peer, "namespaceSelector.matchLabels") or {}
+            pod = peer.get("podSelector") or {}
+            if ns != {"kubernetes.io/metadata.name": RELEASE} or not pod:
+                errors.append(f"NetworkPolicy: port 9090 peer {peer} must be Prometheus' pods (podSelector) in "
+                              f"namespace {RELEASE} (namespaceSelector kubernetes.io/metadata.name)")
+            elif not selector_matches(pod, {"app.kubernetes.io/name": "prometheus"}):
+                errors.append(f"NetworkPolicy: port 9090 podSelector {pod} does not select the operator's Prometheus "
+                              "pods (app.kubernetes.io/name: prometheus)")
+    return errors
 
 
 def quantity_bytes(q):
@@ -244,6 +354,16 @@ def install_errors(vals, sms):
     elif sb > 0.8 * vb:
         errors.append(f"prometheus retentionSize {size} is {sb / vb:.0%} of the {pvc} volume: keep it at most 80% "
                       "(compaction and the WAL need room)")
+    for comp, key in (("prometheus", "prometheus.prometheusSpec.replicas"), ("alertmanager", "alertmanager.alertmanagerSpec.replicas")):
+        n = dig(vals, key)
+        if not isinstance(n, int) or n < 2:
+            errors.append(f"{key} is {n!r}: run 2 replicas (one {comp} pod lost or rescheduled must not blind or "
+                          "silence the stack)")
+        if not dig(vals, f"{comp}.podDisruptionBudget.enabled"):
+            errors.append(f"{comp}.podDisruptionBudget.enabled: a node drain may take both replicas at once")
+    if "created-timestamp-zero-ingestion" not in (dig(vals, "prometheus.prometheusSpec.enableFeatures") or []):
+        errors.append("prometheus.prometheusSpec.enableFeatures lacks created-timestamp-zero-ingestion (Prometheus 3 "
+                      "then counts the first increment of a new series from its _created line)")
     if not dig(vals, "alertmanager.alertmanagerSpec.storage.volumeClaimTemplate.spec.resources.requests.storage"):
         errors.append("alertmanager.alertmanagerSpec.storage has no volumeClaimTemplate: silences and the "
                       "notification log are lost on every restart")
@@ -287,6 +407,30 @@ def fleet_errors(env, rules):
                           f"{dig(r, 'metadata.name')} (scope {scope})")
     if not selector_matches(sel, {"release": RELEASE}):
         errors.append(f"fleet-values.yaml: the shards' ruleSelector {sel} drops the chart's own rules")
+    # the shards evaluate the node-scope rules: they must keep the longest window those read, with a day to spare
+    # (Prometheus deletes whole blocks, and a window at the edge of retention reads a partial day)
+    longest = max((duration_s(w) for r in rules if dig(r, "metadata.labels", {}).get("dchat.io/rule-scope") != "fleet"
+                   for g in r["spec"]["groups"] for rr in g["rules"]
+                   for w in re.findall(r"\[(\d+[smhdw])(?::[^\]]*)?\]", rr["expr"])), default=0)
+    ret = duration_s(spec.get("retention", "0s"))
+    if ret < longest + 86400:
+        errors.append(f"fleet-values.yaml: the shards keep {spec.get('retention')} but evaluate windows of "
+                      f"{longest // 3600}h: keep at least the longest window plus a day")
+    ext = spec.get("externalLabels") or {}
+    if ext.get("prometheus_shard") != "$(SHARD)":
+        errors.append("fleet-values.yaml: externalLabels.prometheus_shard must be \"$(SHARD)\" (each shard names itself "
+                      "in the store; DchatPrometheusShardDown counts them)")
+    if not ext.get("cluster"):
+        errors.append("fleet-values.yaml: externalLabels.cluster must name the cluster")
+    shard_alert = next((rr for r in rules for g in r["spec"]["groups"] for rr in g["rules"]
+                        if rr.get("alert") == "DchatPrometheusShardDown"), None)
+    if shard_alert is None:
+        errors.append("alert-rules.yaml: DchatPrometheusShardDown missing (a dead shard's targets vanish silently)")
+    else:
+        got = [int(x) for x in re.findall(r"< (\d+)", shard_alert["expr"])]
+        if got != [spec.get("shards")]:
+            errors.append(f"DchatPrometheusShardDown compares with {got}, fleet-values.yaml deploys "
+                          f"{spec.get('shards')} shards: keep them equal")
     return errors
 
 
@@ -351,7 +495,9 @@ def crosses_nodes(expr):
 
 
 def check_rule_scope(env):
-    """node-scope rules must keep the node (they run on any shard); fleet-scope ones compare nodes."""
+    """node-scope rules must keep the node (they run on any shard); fleet-scope ones compare nodes; every by/on keeps
+    `cluster` (the fleet path's shared store holds several clusters)."""
+    import promql_parser as p
     cat = env.catalog()
     rec = recorded(env)
     errors, counts = [], {}
@@ -375,8 +521,26 @@ def check_rule_scope(env):
                 if scope == "fleet" and not crosses_nodes(r["expr"]):
                     errors.append(f"{name} (scope fleet) compares nothing across nodes: move it to the node "
                                   "PrometheusRule")
+    for d in docs:
+        for g in d["spec"]["groups"]:
+            for r in g["rules"]:
+                name = r.get("alert") or r.get("record")
+                for node, _ in promql_walk(parse_promql(r["expr"])):
+                    lists = []
+                    if isinstance(node, p.AggregateExpr):
+                        kind, labels = agg_modifier(node)
+                        if kind == "by":
+                            lists.append(("by", labels))
+                    if isinstance(node, p.BinaryExpr) and node.modifier and node.modifier.matching is not None \
+                            and str(node.modifier.matching.type).endswith(("On", "Include")) \
+                            and node.modifier.matching.labels:
+                        lists.append(("on", list(node.modifier.matching.labels)))
+                    for kw, labels in lists:
+                        if "cluster" not in labels:
+                            errors.append(f"{name}: {kw} ({', '.join(labels)}) without `cluster`: two clusters "
+                                          "sharing the long-term store would mix")
     fail_if(errors, f"{counts.get('node', 0)} node-scope rules keep instance or node_id; "
-                    f"{counts.get('fleet', 0)} fleet-scope alerts compare the nodes of a namespace")
+                    f"{counts.get('fleet', 0)} fleet-scope alerts compare the nodes of a namespace; every by/on keeps cluster")
 
 
 def check_test_coverage(env):
@@ -386,6 +550,10 @@ def check_test_coverage(env):
     for t in tests.get("tests", []):
         for a in t.get("alert_rule_test", []) or []:
             (fires if a.get("exp_alerts") else silent).add(a["alertname"])
+        for e in t.get("promql_expr_test", []) or []:
+            m = re.fullmatch(r'ALERTS\{alertname="(\w+)", alertstate="firing"\}', e.get("expr", "").strip())
+            if m and e.get("exp_samples"):
+                fires.add(m.group(1))
     errors = []
     for a in alerts:
         if a not in fires:
@@ -457,17 +625,23 @@ def pd_severity(template, severity):
 
 # Inhibitions that must exist (source alert, target alert, labels that must be equal): one page per cause.
 REQUIRED_INHIBITIONS = [
-    ("DchatTargetDown", "TargetDown", {"namespace", "job"}),            # the chart's generic TargetDown
-    ("DchatTargetDown", "KubePodCrashLooping", {"namespace", "pod"}),   # the chart's pod alerts
-    ("DchatTargetDown", "KubePodNotReady", {"namespace", "pod"}),
-    ("DchatNoReadyNode", "DchatNotReady", {"namespace", "job"}),
-    ("DchatMessagesNotDelivered", "DchatNodeNotReceiving", {"namespace", "job"}),
-    ("DchatHighMessageLatencyP99", "DchatHighMessageLatencyP95", {"namespace", "instance"}),
-    ("DchatMessageLatencyBudgetBurn", "DchatMessageLatencyBudgetBurnSlow", {"namespace", "node_id"}),
-    ("DchatMessageLatencyBudgetBurn", "DchatHighMessageLatencyP95", {"namespace", "node_id"}),
-    ("DchatMessageLatencyBudgetBurn", "DchatHighMessageLatencyP99", {"namespace", "node_id"}),
-    ("DchatMessageDeliveryBudgetBurn", "DchatMessageDeliveryBudgetBurnSlow", {"namespace", "node_id"}),
+    ("DchatTargetDown", "TargetDown", {"cluster", "namespace", "job"}),            # the chart's generic TargetDown
+    ("DchatTargetDown", "KubePodCrashLooping", {"cluster", "namespace", "pod"}),   # the chart's pod alerts
+    ("DchatTargetDown", "KubePodNotReady", {"cluster", "namespace", "pod"}),
+    ("DchatNoReadyNode", "DchatNotReady", {"cluster", "namespace", "job"}),
+    ("DchatMessagesNotDelivered", "DchatNodeNotReceiving", {"cluster", "namespace", "job"}),
+    ("DchatHighMessageLatencyP99", "DchatHighMessageLatencyP95", {"cluster", "namespace", "instance"}),
+    ("DchatMessageLatencyBudgetBurn", "DchatMessageLatencyBudgetBurnSlow", {"cluster", "namespace", "node_id"}),
+    ("DchatMessageLatencyBudgetBurn", "DchatHighMessageLatencyP95", {"cluster", "namespace", "node_id"}),
+    ("DchatMessageLatencyBudgetBurn", "DchatHighMessageLatencyP99", {"cluster", "namespace", "node_id"}),
+    ("DchatMessageDeliveryBudgetBurn", "DchatMessageDeliveryBudgetBurnSlow", {"cluster", "namespace", "node_id"}),
+    # one node losing its relays: one page, not three
+    ("DchatRelayConnectionsGone", "DchatMessageDeliveryBudgetBurn", {"cluster", "namespace", "node_id"}),
+    ("DchatRelayConnectionsGone", "DchatMessageDeliveryBudgetBurnSlow", {"cluster", "namespace", "node_id"}),
+    ("DchatRelayConnectionsGone", "DchatNodeNotReceiving", {"cluster", "namespace", "node_id"}),
 ]
+# Alertmanager's own alerts about notifications it could not deliver (the chart's alertmanager.rules).
+AM_FAILED_ALERTS = ("AlertmanagerFailedToSendAlerts", "AlertmanagerClusterFailedToSendAlerts")
 HEARTBEAT_MAX_REPEAT_S = 300
 
 
@@ -533,14 +707,31 @@ def check_am_structure(env):
     gi = hb_route.get("group_interval") or route.get("group_interval")
     if not gi or duration_s(gi) > HEARTBEAT_MAX_REPEAT_S:
         errors.append(f"{rcv}: group_interval {gi} - Alertmanager repeats only at a group_interval flush")
+    pd_failure_mutes_watchdog = False
     for ir in cfg.get("inhibit_rules", []):
         if am_matches(ir.get("target_matchers", []), {"alertname": "Watchdog", "severity": "none"}):
-            errors.append(f"inhibit rule {ir.get('source_matchers')} can silence Watchdog (the heartbeat)")
+            src = ir.get("source_matchers", [])
+            only_pd_failures = all(am_matches(src, {"alertname": a, "integration": "pagerduty", "severity": "warning"})
+                                   for a in AM_FAILED_ALERTS) and \
+                not am_matches(src, {"alertname": "DchatTargetDown", "severity": "critical"}) and \
+                not am_matches(src, {"alertname": AM_FAILED_ALERTS[0], "integration": "webhook", "severity": "warning"})
+            if only_pd_failures:
+                pd_failure_mutes_watchdog = True
+            else:
+                errors.append(f"inhibit rule {ir.get('source_matchers')} can silence Watchdog (the heartbeat); only "
+                              "PagerDuty delivery failures may (they must reach someone)")
+    if not pd_failure_mutes_watchdog:
+        errors.append("no inhibit rule lets Alertmanager's failures to notify PagerDuty (" + ", ".join(AM_FAILED_ALERTS)
+                      + ', integration="pagerduty") stop the heartbeat: a wrong or revoked PagerDuty key would be '
+                      "reported only to PagerDuty")
     if env.ref is not None and not (dig(vals, "defaultRules.create") and dig(vals, "defaultRules.rules.general")):
         errors.append("defaultRules.rules.general is off: the chart's Watchdog alert (the heartbeat) is gone")
     for k in ("group_by", "group_wait", "group_interval", "repeat_interval"):
         if not route.get(k):
             errors.append(f"route.{k} not set")
+    if not {"cluster", "namespace", "alertname"} <= set(route.get("group_by") or []):
+        errors.append(f"route.group_by {route.get('group_by')} must hold cluster, namespace and alertname (one "
+                      "Alertmanager for several clusters must not fold them into one incident)")
     # inhibitions: the required ones, and every equal label carried by both dchat alerts
     labels_of = alert_labels(env)
     rules = cfg.get("inhibit_rules", [])
@@ -556,7 +747,8 @@ def check_am_structure(env):
         tgts = [a for a in labels_of if am_matches(r.get("target_matchers", []), {"alertname": a})
                 and any(m.strip().startswith("alertname") for m in r.get("target_matchers", []))]
         for a in srcs + tgts:
-            missing = set(r.get("equal", [])) - (labels_of[a] or set(r.get("equal", [])))
+            # `cluster` is an external label: on every alert of the fleet path, on none of a single Prometheus
+            missing = set(r.get("equal", [])) - {"cluster"} - (labels_of[a] or set(r.get("equal", [])))
             if missing:
                 errors.append(f"inhibit rule {r.get('source_matchers')} -> {r.get('target_matchers')}: {a} has no "
                               f"{sorted(missing)} label, so `equal` compares empty values (inhibits everything or nothing)")
@@ -637,11 +829,14 @@ def usage_errors(expr, series, rec, record_name=None, cat=None, all_rec=None):
         in_rate = len(anc) >= 2 and isinstance(anc[-1], p.MatrixSelector) and isinstance(anc[-2], p.Call) \
             and anc[-2].func.name in ("rate", "increase")
         in_range_fn = len(anc) >= 2 and isinstance(anc[-1], p.MatrixSelector) and isinstance(anc[-2], p.Call)
+        in_timestamp = any(isinstance(a, p.Call) and a.func.name == "timestamp" for a in anc)
+        held_rule = bool(record_name and record_name.endswith(":held"))
         if name in series:
             family, kind = series[name]
             used.add(family)
-            if kind in ("counter", "bucket", "hsum", "hcount") and not in_rate:
-                errors.append(f"{name} is a counter: use it only through rate() or increase()")
+            if kind in ("counter", "bucket", "hsum", "hcount") and not (in_rate or in_timestamp or held_rule):
+                errors.append(f"{name} is a counter: use it only through rate() or increase() (or hold it in a "
+                              "`:held` recording rule)")
             if kind == "gauge" and in_range_fn and anc[-2].func.name in ("rate", "increase", "irate"):
                 errors.append(f"{name} is a gauge: rate()/increase() on it is meaningless")
             if kind == "bucket":
@@ -649,6 +844,10 @@ def usage_errors(expr, series, rec, record_name=None, cat=None, all_rec=None):
         elif name in rec:
             if "_bucket" in name:
                 errors += bucket_errors(name, anc, record_name, node)
+            if name.endswith(":held") and not (in_rate or held_rule):
+                errors.append(f"{name} holds a counter: use it only through rate() or increase()")
+        elif name in KSM_SERIES:
+            pass
         elif name in PROMETHEUS_SERIES:
             if in_range_fn and anc[-2].func.name in ("rate", "increase", "irate"):
                 errors.append(f"{name} is a gauge Prometheus writes: rate()/increase() on it is meaningless")
@@ -729,7 +928,7 @@ def check_metrics(env):
         errs, used = usage_errors(r["expr"], series, rec, r.get("record"), cat)
         errors += [f"alert-rules.yaml {r.get('alert') or r.get('record')}: {e}" for e in errs]
         rule_used |= used
-    node_level = {k: v for k, v in rec.items() if k.startswith("node:dchat_slo_")}
+    node_level = {k: v for k, v in rec.items() if k.startswith(("node:dchat_slo_", "instance_version:"))}
     for where, expr, _ in dashboard_exprs(env):
         errs, used = usage_errors(expr, series, node_level, None, cat, rec)  # raw metrics; SLO series for budgets
         errors += [f"{where}: {e}" for e in errs]
@@ -744,7 +943,7 @@ def check_metrics(env):
 
 # ====================================================================== 7. alert coverage and annotations
 REQUIRED_ALERTS = {
-    # alert name: (what the issue asks for, metrics its expression must reach)
+    # alert name: (what it watches, metrics its expression must reach)
     "DchatTargetDown": ("dchat target down", {"up"}),
     "DchatTargetMissing": ("a namespace without dchat targets", {"up"}),
     "DchatNotReady": ("not ready", {"dchat_telemetry_ready"}),
@@ -777,7 +976,28 @@ REQUIRED_ALERTS = {
                                {"dchat_telemetry_scrape_duration_seconds_sum", "scrape_duration_seconds"}),
     "DchatScrapeSampleLimitNear": ("samples near the sampleLimit", {"scrape_samples_scraped"}),
     "DchatTelemetryFilterBlocked": ("a tracing filter blocks the layer", {"dchat_telemetry_filter_blocked"}),
+    "DchatTelemetrySampleBudgetFull": ("the crate's sample budget nearly full",
+                                       {"dchat_telemetry_samples", "dchat_telemetry_sample_budget"}),
+    "DchatTelemetryOTLPExportFailing": ("OTLP pushes of the metrics that keep failing",
+                                        {"dchat_telemetry_otlp_export_failures_total"}),
+    "DchatTelemetryRegistryFamiliesSkipped": ("families of other registries left out of scrapes",
+                                              {"dchat_telemetry_registry_families_skipped_total",
+                                               "dchat_telemetry_scrapes_total"}),
+    "DchatMessagesDropped": ("received messages a node cannot use", {"dchat_messages_dropped_total",
+                                                                     "dchat_messages_received_total"}),
+    "DchatSLIUnmeasured": ("an SLI that vanishes without an error", {"dchat_message_latency_seconds_bucket",
+                                                                     "dchat_message_latency_seconds_count",
+                                                                     "dchat_telemetry_ready"}),
+    "DchatPrometheusShardDown": ("a Prometheus shard gone from the store", {"up"}),
 }
+# Alerts about chat traffic or relay connections: validators have neither, so they select the chat roles.
+CHAT_ROLE_ALERTS = {"DchatRelayConnectionsGone", "DchatHighMessageLatencyP95", "DchatHighMessageLatencyP99",
+                    "DchatMessageLatencyBudgetBurn", "DchatMessageLatencyBudgetBurnSlow",
+                    "DchatMessageDeliveryBudgetBurn", "DchatMessageDeliveryBudgetBurnSlow",
+                    "DchatMessagesNotDelivered", "DchatNodeNotReceiving"}
+# Every way an SLI can vanish silently has its reason in DchatSLIUnmeasured.
+SLI_UNMEASURED_REASONS = {"no_1s_bucket", "received_without_latency", "no_delivery_events", "unknown_role",
+                          "validator_with_traffic"}
 QUANTILE = {"DchatHighMessageLatencyP95": "0.95", "DchatHighMessageLatencyP99": "0.99",
             "DchatSlowDatabaseQueries": "0.95"}
 PLAIN_FOR = re.compile(r"^\s+for: (\d+[smhdw])\s*$")
@@ -803,11 +1023,14 @@ def slo_errors(by_name):
             errors.append(f"{name}: every threshold must be (factor * budget) of one budget, found {sorted(budgets)}")
         for long_w, short_w, factor in BURN_PAIRS[kind]:
             for w in (long_w, short_w):
-                if not re.search(rf"_error_ratio:rate{w} > \({re.escape(factor)} \* [\d.]+\)", expr):
+                if not re.search(rf"_error_ratio:rate{w}(\{{[^}}]*\}})? > \({re.escape(factor)} \* [\d.]+\)", expr):
                     errors.append(f"{name}: missing the {w} window at {factor}x the budget "
                                   f"({long_w}/{short_w} pair, SRE workbook)")
-            if not re.search(rf"_events:rate{long_w} >= ", expr):
-                errors.append(f"{name}: no minimum-traffic guard on the {long_w} window")
+            if not re.search(rf"_errors:increase{long_w} >= \d+", expr):
+                errors.append(f"{name}: no minimum of bad events on the {long_w} window (..._errors:increase{long_w} >= N)")
+        if not re.search(r"_events:rate5m > 0", expr) or "dchat_telemetry_ready" not in expr:
+            errors.append(f"{name}: must need the node alive (dchat_telemetry_ready) with SLI events in the last 5 minutes, "
+                          "or it pages on the windows' old samples after the node died or went quiet")
         want = "critical" if kind == "fast" else "warning"
         if (r.get("labels") or {}).get("severity") != want:
             errors.append(f"{name}: a {'page' if kind == 'fast' else 'ticket'} must have severity {want}")
@@ -826,6 +1049,27 @@ def names_reached(expr, rec, depth=0):
             if node.name in rec and depth < 5:
                 out |= names_reached(rec[node.name], rec, depth + 1)
     return out
+
+
+def chat_role_scoped(expr):
+    """Whether every alternative of an alert condition selects the chat roles: the expression has a role=~"relay|user"
+    selector, and so has each side of every `or` that joins conditions (one reached through set operators and
+    parentheses only, not an `or` inside arithmetic or an aggregation)."""
+    import promql_parser as p
+
+    def has_role(node):
+        return any(isinstance(n, p.VectorSelector) and any(m.name == "role" and m.value == "relay|user"
+                                                           for m in n.matchers.matchers) for n, _ in promql_walk(node))
+    ast = parse_promql(expr)
+    if not has_role(ast):
+        return False
+    for node, anc in promql_walk(ast):
+        if isinstance(node, p.BinaryExpr) and str(node.op).lower().endswith("or") and all(
+                isinstance(a, p.ParenExpr) or (isinstance(a, p.BinaryExpr)
+                                               and str(a.op).lower().endswith(("and", "or", "unless"))) for a in anc):
+            if not (has_role(node.lhs) and has_role(node.rhs)):
+                return False
+    return True
 
 
 def check_alerts(env):
@@ -855,8 +1099,22 @@ def check_alerts(env):
             errors.append(f"{name}: its threshold must be {frac} * the ServiceMonitor's {field} ({want}), "
                           f"the expression says {frac} * {got}")
     errors += slo_errors(by_name)
+    for name in sorted(CHAT_ROLE_ALERTS):
+        if name in by_name and not chat_role_scoped(by_name[name]["expr"]):
+            errors.append(f'{name}: every alternative (each side of an `or` between alert conditions) must select '
+                          'role=~"relay|user" (a validator has no chat traffic and no relay connections; it would fire '
+                          "forever)")
+    if "DchatSLIUnmeasured" in by_name:
+        got = set(re.findall(r'"reason", "(\w+)"', by_name["DchatSLIUnmeasured"]["expr"]))
+        if got != SLI_UNMEASURED_REASONS:
+            errors.append(f"DchatSLIUnmeasured: reasons {sorted(got)}, want {sorted(SLI_UNMEASURED_REASONS)}")
+    for name, r in by_name.items():
+        for k, text in (r.get("annotations") or {}).items():
+            if re.search(r"\| humanize \}\}", text):
+                errors.append(f"{name}: {k} prints $value with humanize (rates below 1 come out in milli-units, "
+                              '"166.7m errors/s"): use printf "%.3g"')
     tm = by_name.get("DchatTargetMissing")
-    if tm and not re.search(r"by \(namespace", tm["expr"]):
+    if tm and not re.search(r"by \((cluster, )?namespace", tm["expr"]):
         errors.append("DchatTargetMissing must work per namespace (one namespace losing its targets while another "
                       "is fine), not only a global absent()")
     if "DchatHighErrorRate" in by_name and "type" not in json.dumps(by_name["DchatHighErrorRate"]["annotations"]):
@@ -916,7 +1174,8 @@ def sdk_dropped_keys(d):
     return dropped
 
 
-NODE_VARS = ("namespace", "node_id", "instance")
+NODE_VARS = ("cluster", "namespace", "role", "node_id", "instance")
+TARGET_VARS = ("cluster", "namespace", "instance")   # Prometheus' own per-target series carry no node_id or role
 
 
 def check_dashboards(env):
@@ -985,10 +1244,13 @@ def check_dashboards(env):
                 legend = t.get("legendFormat", "")
                 names = {n.name for n, _ in promql_walk(ast) if isinstance(n, p.VectorSelector)}
                 only_prom = names and names <= set(PROMETHEUS_SERIES)
-                if not only_prom and "{{node_id}}" not in legend:
+                if not only_prom and "{{node_id}}" not in legend and "{{version}}" not in legend:
                     errors.append(f"{where}: legend must name the node ({{{{node_id}}}}), not its address")
                 if only_prom and not re.search(r"\{\{(pod|instance)\}\}", legend):
                     errors.append(f"{where}: legend must name the target ({{{{pod}}}})")
+                if "{{namespace}}" not in legend and "version" not in legend:
+                    errors.append(f"{where}: legend must name the namespace ({{{{namespace}}}}): node ids and pod names "
+                                  "repeat across namespaces")
                 have = result_labels(ast, cat, rec)
                 shown = set(re.findall(r"\{\{\s*(\w+)\s*\}\}", legend))
                 if have is not None and shown - have:
@@ -997,7 +1259,7 @@ def check_dashboards(env):
                 if "up" in names:
                     up_panel = True
                 for sli in slis:
-                    ranged = r"\{[^}]*\}\[\$__range\]"
+                    ranged = r"\{[^}]*\}\[30d\]"   # the SLO period, whatever range the dashboard shows
                     if re.search(rf"node:dchat_slo_{sli}_errors:rate5m{ranged}", expr) and \
                             re.search(rf"node:dchat_slo_{sli}_events:rate5m{ranged}", expr):
                         budget_panels.add(sli)
@@ -1009,9 +1271,13 @@ def check_dashboards(env):
                         hq = str(node.args[0])
                     if isinstance(node, p.AggregateExpr):
                         kind, labels = agg_modifier(node)
+                        per_version = kind == "by" and "version" in labels
                         if not ((kind == "by" and {"instance", "node_id"} & set(labels))
-                                or (kind == "without" and not {"instance", "node_id"} <= set(labels))):
-                            errors.append(f"{where}: aggregation must keep the node (`instance` or `node_id`)")
+                                or (kind == "without" and not {"instance", "node_id"} <= set(labels)) or per_version):
+                            errors.append(f"{where}: aggregation must keep the node (`instance` or `node_id`), or be "
+                                          "a per-version breakdown (by version)")
+                        if kind == "by" and not {"cluster", "namespace"} <= set(labels):
+                            errors.append(f"{where}: aggregation must keep `cluster` and `namespace`")
                         if kind == "by" and "type" in labels and "dchat_errors_total" in t.get("expr", ""):
                             errors_by_type = True
                     if isinstance(node, p.VectorSelector) and node.name in series:
@@ -1024,7 +1290,7 @@ def check_dashboards(env):
                         if node.name in series:
                             need = NODE_VARS
                         elif node.name in PROMETHEUS_SERIES:
-                            need = ("namespace", "instance")    # Prometheus' own series carry no node_id
+                            need = TARGET_VARS                  # Prometheus' own series carry no node_id
                         else:                                   # recorded: the node variables they carry
                             need = [v for v in NODE_VARS if v in (result_labels(node, cat, rec) or NODE_VARS)]
                         missing = [v for v in need if (v, f"${v}") not in ms]
@@ -1044,7 +1310,8 @@ def check_dashboards(env):
         errors.append("no panel shows `up` (whether Prometheus can scrape each target)")
     for sli in slis:
         if sli not in budget_panels:
-            errors.append(f"SLO {sli}: no error-budget panel (node:dchat_slo_{sli}_errors:rate5m over $__range)")
+            errors.append(f"SLO {sli}: no error-budget panel (node:dchat_slo_{sli}_errors:rate5m over [30d], the SLO "
+                          "period)")
         if sli not in burn_panels:
             errors.append(f"SLO {sli}: no burn-rate panel (node:dchat_slo_{sli}_error_ratio:rate1h)")
     fail_if(errors, f"{len(files)} dashboard(s): stable uid, $datasource/$namespace/$node_id/$instance, a panel with "
@@ -1055,9 +1322,9 @@ def check_dashboards(env):
 # ====================================================================== 9. secrets
 SECRET_PATTERNS = [
     (re.compile(r"-----BEGIN [A-Z ]*PRIVATE KEY-----"), "private key"),
-    (re.compile(r"^\s*(-\s+)?(routing_key|service_key|api_key|auth_token|client_secret|credentials|bearer_token)\s*:\s*\S", re.M),
+    (re.compile(r"^\s*(-\s+)?(routing_key|service_key|api_key|auth_token|client_secret|credentials|bearer_token)[ \t]*:[ \t]*\S", re.M),
      "inline credential"),
-    (re.compile(r"^\s*(-\s+)?(adminPassword|password|admin-password)\s*:\s*\S", re.M), "inline password"),
+    (re.compile(r"^\s*(-\s+)?(adminPassword|password|admin-password)[ \t]*:[ \t]*\S", re.M), "inline password"),
     (re.compile(r"(?<![0-9a-fA-F])[0-9a-f]{32}(?![0-9a-fA-F])"), "32-hex token (PagerDuty key shape)"),
 ]
 
@@ -1097,14 +1364,70 @@ def check_secrets(env):
         errors.append("PagerDuty key not read from a mounted Secret (routing_key_file)")
     pd_secrets = {m.group(1) for _, _, f in secret_files(cfg) for m in [re.match(r"^/etc/alertmanager/secrets/([^/]+)/", f)] if m}
     readme = (env.mon / "README.md").read_text(encoding="utf-8")
-    for s in sorted(pd_secrets | ({grafana_secret} if grafana_secret else set())):
+    https = env.mon / "servicemonitor-https.yaml"
+    sm_secrets = set()
+    if https.is_file():
+        for d in load_docs(https):
+            for ep in dig(d, "spec.endpoints", []) or []:
+                for path in ("tlsConfig.ca.secret.name", "tlsConfig.cert.secret.name", "tlsConfig.keySecret.name",
+                             "basicAuth.username.name", "basicAuth.password.name"):
+                    if dig(ep, path):
+                        sm_secrets.add(dig(ep, path))
+    for s in sorted(pd_secrets | sm_secrets | ({grafana_secret} if grafana_secret else set())):
         if not re.search(rf"kubectl[^\n]*create secret generic {re.escape(s)}\b", readme):
             errors.append(f"README.md does not show how to create Secret {s} (kubectl create secret generic {s} ...)")
     fail_if(errors, f"no secret in the repository; Grafana admin from Secret {grafana_secret}, Alertmanager "
-                    f"credentials from Secrets {', '.join(sorted(pd_secrets))}; README shows how to create each")
+                    f"credentials from Secrets {', '.join(sorted(pd_secrets))}, scrape credentials from "
+                    f"{', '.join(sorted(sm_secrets))}; README shows how to create each")
+
+
+# What one scrape carries besides the label sets the sample budget counts: the crate's self-metrics (a few per
+# catalogue metric, the render-time histogram), process_* and tokio_* metrics, dchat_build_info. The demo node
+# exposes about 220 samples in all; 2000 leaves room for registries merged into the same /metrics.
+SAMPLE_HEADROOM = 2000
+K8S_DEFAULT_GRACE_S = 30    # Kubernetes' default terminationGracePeriodSeconds (no pod spec is shipped here)
+KUBELET_PROBE_TIMEOUT_MS = 1000   # the kubelet's default probe timeoutSeconds
+
+
+def check_defaults(env):
+    """The crate's published defaults (tests/data/defaults.tsv) against what monitoring/ assumes."""
+    errors = []
+    if not env.defaults_path.is_file():
+        fail_if([f"{env.defaults_path} missing (the crate's defaults)"], "")
+    d = load_defaults(env.defaults_path)
+    need = ("sample_budget", "cardinality_limit", "series_ttl_seconds", "drain_seconds", "drain_max_seconds",
+            "close_grace_seconds", "check_timeout_ms")
+    missing = [k for k in need if not isinstance(d.get(k), int)]
+    if missing:
+        fail_if([f"defaults.tsv lacks {missing}"], "")
+    sm = next((x for x in load_docs(env.mon / "servicemonitor.yaml") if x.get("kind") == "ServiceMonitor"), {})
+    limit = dig(sm, "spec.sampleLimit") or 0
+    if limit < d["sample_budget"] + SAMPLE_HEADROOM:
+        errors.append(f"sampleLimit {limit} < the crate's default sample budget {d['sample_budget']} + "
+                      f"{SAMPLE_HEADROOM} samples for what the budget does not count: a full node would fail its scrape")
+    default_stop = d["drain_seconds"] + d["close_grace_seconds"]
+    max_stop = d["drain_max_seconds"] + d["close_grace_seconds"]
+    if default_stop >= K8S_DEFAULT_GRACE_S:
+        errors.append(f"the default drain ({d['drain_seconds']} s) + close grace ({d['close_grace_seconds']} s) = "
+                      f"{default_stop} s does not fit Kubernetes' default {K8S_DEFAULT_GRACE_S} s grace period: the "
+                      "kubelet kills the pod before the final scrape")
+    readme = (env.mon / "README.md").read_text(encoding="utf-8")
+    for n, what in ((default_stop, "the default drain + close grace"), (max_stop, "the longest drain + close grace")):
+        if f"{n} s" not in readme:
+            errors.append(f"README.md does not state {what} ({n} s) against terminationGracePeriodSeconds")
+    if d["check_timeout_ms"] >= KUBELET_PROBE_TIMEOUT_MS:
+        errors.append(f"the crate's health check timeout {d['check_timeout_ms']} ms is not under the kubelet's default "
+                      f"probe timeout ({KUBELET_PROBE_TIMEOUT_MS} ms): a slow check fails the probe, not the check")
+    for k in ("sample_budget", "series_ttl_seconds"):
+        if str(d[k]) not in readme:
+            errors.append(f"README.md does not state the crate's {k} ({d[k]})")
+    fail_if(errors, f"sampleLimit {limit} >= sample budget {d['sample_budget']} + {SAMPLE_HEADROOM}; default stop "
+                    f"{default_stop} s < {K8S_DEFAULT_GRACE_S} s grace; longest stop {max_stop} s documented; check "
+                    f"timeout {d['check_timeout_ms']} ms < probe timeout")
 
 
 COMMANDS = {
+    "defaults": check_defaults,
     "crds": check_crds, "values": check_values, "wiring": check_wiring, "configmap": check_configmap,
     "test-coverage": check_test_coverage, "am-structure": check_am_structure, "metrics": check_metrics,
     "rule-scope": check_rule_scope,

@@ -10,10 +10,28 @@ RELEASE = "monitoring"  # the Helm release name the README installs
 RUNBOOK_BASE = "https://github.com/dchat/dchat-telemetry/blob/main/monitoring/runbooks/"
 # Series that Prometheus itself creates per target (not in the crate's catalogue), with their kind.
 PROMETHEUS_SERIES = {"up": "gauge", "scrape_samples_scraped": "gauge", "scrape_duration_seconds": "gauge"}
+# kube-state-metrics' series the rules read (the chart runs kube-state-metrics, honorLabels: true, so `namespace`
+# is the object's): name -> the labels of its own besides the target labels.
+KSM_SERIES = {"kube_deployment_spec_replicas": {"deployment"}, "kube_statefulset_replicas": {"statefulset"}}
 # Labels the prometheus-operator puts on every target (honorLabels: false), and dchat's constant labels
-# as they arrive (dchat's own `service` becomes `exported_service`).
+# as they arrive (dchat's own `service` becomes `exported_service`; `role` is relay, validator or user).
 TARGET_LABELS = {"namespace", "pod", "container", "endpoint", "job", "instance", "service"}
-CONSTANT_LABELS = {"node_id", "exported_service"}
+CONSTANT_LABELS = {"node_id", "exported_service", "role"}
+# External labels of the fleet path (fleet-values.yaml): every series in the shared store carries `cluster`
+# and the `prometheus_shard` that wrote it; absent on a single Prometheus, where grouping by them is harmless.
+EXTERNAL_LABELS = {"cluster", "prometheus_shard"}
+
+
+def load_defaults(path):
+    """The crate's published defaults (tests/data/defaults.tsv): name -> value (int when it is one)."""
+    out = {}
+    with open(path, encoding="utf-8") as f:
+        for row in csv.reader(f, delimiter="\t"):
+            if not row or row[0].startswith("#"):
+                continue
+            v = row[1].strip()
+            out[row[0].strip()] = int(v) if v.lstrip("-").isdigit() else v
+    return out
 
 
 class Env:
@@ -22,6 +40,7 @@ class Env:
     def __init__(self):
         self.mon = pathlib.Path(os.environ["MON"])
         self.catalog_path = pathlib.Path(os.environ["CATALOG"])
+        self.defaults_path = self.catalog_path.parent / "defaults.tsv"
         ref = os.environ.get("REF", "")
         self.ref = pathlib.Path(ref) if ref and pathlib.Path(ref).is_dir() else None
 
@@ -188,7 +207,16 @@ def agg_modifier(node):
     return kind, list(m.labels)
 
 
-def result_labels(node, cat, rec, depth=0):
+SELF = object()   # a recording rule's reference to its own last result (a held counter)
+
+
+def result_labels(node, cat, rec, depth=0, _visiting=frozenset()):
+    """See _result_labels; a rule that reads its own last result contributes nothing of its own."""
+    out = _result_labels(node, cat, rec, depth, _visiting)
+    return None if out is SELF else out
+
+
+def _result_labels(node, cat, rec, depth=0, _visiting=frozenset()):
     """The labels every series of a PromQL expression's result carries (a set), or None when unknown.
     cat: the metric catalogue; rec: recording rule name -> expr (followed, so recorded series are known too).
     Mirrors Prometheus: by() keeps its labels, one-to-one matching with on() keeps only those, group_left/right
@@ -199,23 +227,27 @@ def result_labels(node, cat, rec, depth=0):
     if isinstance(node, p.VectorSelector):
         name = node.name
         if name in PROMETHEUS_SERIES:
-            return set(TARGET_LABELS)
+            return set(TARGET_LABELS) | EXTERNAL_LABELS
+        if name in KSM_SERIES:
+            return set(TARGET_LABELS) | EXTERNAL_LABELS | KSM_SERIES[name]
+        if name in _visiting:
+            return SELF
         if name in rec:
-            return result_labels(parse_promql(rec[name]), cat, rec, depth + 1)
+            return _result_labels(parse_promql(rec[name]), cat, rec, depth + 1, _visiting | {name})
         fam = series_families(cat).get(name)
         if fam is None:
             return None
-        labels = set(cat[fam[0]]["labels"]) | TARGET_LABELS | CONSTANT_LABELS
+        labels = set(cat[fam[0]]["labels"]) | TARGET_LABELS | CONSTANT_LABELS | EXTERNAL_LABELS
         return labels | ({"le"} if fam[1] == "bucket" else set())
     if isinstance(node, (p.MatrixSelector,)):
-        return result_labels(node.vector_selector, cat, rec, depth)
+        return _result_labels(node.vector_selector, cat, rec, depth, _visiting)
     if isinstance(node, (p.ParenExpr, p.UnaryExpr, p.SubqueryExpr)):
-        return result_labels(node.expr, cat, rec, depth)
+        return _result_labels(node.expr, cat, rec, depth, _visiting)
     if isinstance(node, (p.NumberLiteral, p.StringLiteral)):
         return set()
     if isinstance(node, p.AggregateExpr):
         kind, labels = agg_modifier(node)
-        inner = result_labels(node.expr, cat, rec, depth)
+        inner = _result_labels(node.expr, cat, rec, depth, _visiting)
         if node.op.__str__().endswith(("topk", "bottomk")):
             return inner
         if kind == "by":
@@ -229,7 +261,7 @@ def result_labels(node, cat, rec, depth=0):
         if fn in ("vector", "time", "scalar", "pi"):
             return set()
         if fn == "histogram_quantile":
-            inner = result_labels(args[1], cat, rec, depth)
+            inner = _result_labels(args[1], cat, rec, depth, _visiting)
             return None if inner is None else inner - {"le"}
         if fn in ("absent", "absent_over_time"):
             sel = args[0].vector_selector if isinstance(args[0], p.MatrixSelector) else args[0]
@@ -238,15 +270,15 @@ def result_labels(node, cat, rec, depth=0):
                         and not str(m.op).endswith("NotEqual") and m.name != "__name__"}
             return set()
         if fn == "label_replace":
-            inner = result_labels(args[0], cat, rec, depth)
+            inner = _result_labels(args[0], cat, rec, depth, _visiting)
             return None if inner is None else inner | {str(args[1]).strip('"')}
         for a in args:
             if not isinstance(a, (p.NumberLiteral, p.StringLiteral)):
-                return result_labels(a, cat, rec, depth)
+                return _result_labels(a, cat, rec, depth, _visiting)
         return set()
     if isinstance(node, p.BinaryExpr):
         lhs, rhs = node.lhs, node.rhs
-        ls, rs = result_labels(lhs, cat, rec, depth), result_labels(rhs, cat, rec, depth)
+        ls, rs = _result_labels(lhs, cat, rec, depth, _visiting), _result_labels(rhs, cat, rec, depth, _visiting)
         scalar = (p.NumberLiteral,)
         if isinstance(lhs, scalar) or ls == set() and _is_scalar(lhs):
             return rs
@@ -255,12 +287,14 @@ def result_labels(node, cat, rec, depth=0):
         op = str(node.op).lower()
         m = node.modifier
         matching = m.matching if m else None
-        on = matching is not None and str(matching.type).endswith("On")
+        on = matching is not None and str(matching.type).endswith(("On", "Include"))   # on (...): "Include"
         mlabels = set(matching.labels) if matching is not None else set()
         card = str(m.card) if m else "OneToOne"
         if op.endswith(("and", "unless", "land", "lunless")):
             return ls
         if op.endswith(("or", "lor")):
+            if ls is SELF or rs is SELF:
+                return rs if ls is SELF else ls
             return None if ls is None or rs is None else ls & rs
         include = set(m.group_labels or []) if m and m.group_labels else set()
         if card.endswith("ManyToOne"):

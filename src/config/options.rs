@@ -4,10 +4,10 @@
 
 use std::time::Duration;
 
-use crate::labels::push_sanitized;
+pub(crate) use crate::labels::label_value;
 use crate::limits::{
-    Range, CARDINALITY_LIMIT, CHECK_TIMEOUT, DRAIN, ERROR_RATE_WINDOW, MAX_LABEL_VALUE_LEN,
-    SERIES_TTL,
+    Range, CARDINALITY_LIMIT, CHECK_TIMEOUT, DRAIN, ERROR_RATE_WINDOW, MAX_BUCKETS,
+    MAX_KNOWN_VALUES, MAX_LABEL_VALUE_LEN, SAMPLE_BUDGET, SERIES_TTL,
 };
 
 /// An option of the builder that can be wrong.
@@ -16,6 +16,7 @@ pub(crate) enum Opt {
     Addr,
     Service,
     NodeId,
+    Role,
     ConstLabels,
     LatencyBuckets,
     DbBuckets,
@@ -23,6 +24,12 @@ pub(crate) enum Opt {
     ErrorRateWindow,
     Drain,
     SeriesTtl,
+    SampleBudget,
+    CreatedTimestamps,
+    Channels,
+    KnownValues,
+    WebConfig,
+    ProbeAuth,
     CheckTimeout,
     Buckets,
 }
@@ -32,6 +39,7 @@ pub(crate) const FROM_ENV: &[Opt] = &[
     Opt::Addr,
     Opt::Service,
     Opt::NodeId,
+    Opt::Role,
     Opt::ConstLabels,
     Opt::LatencyBuckets,
     Opt::DbBuckets,
@@ -39,6 +47,11 @@ pub(crate) const FROM_ENV: &[Opt] = &[
     Opt::ErrorRateWindow,
     Opt::Drain,
     Opt::SeriesTtl,
+    Opt::SampleBudget,
+    Opt::CreatedTimestamps,
+    Opt::Channels,
+    Opt::WebConfig,
+    Opt::ProbeAuth,
 ];
 
 impl Opt {
@@ -48,6 +61,7 @@ impl Opt {
             Opt::Addr => "DCHAT_TELEMETRY_ADDR",
             Opt::Service => "DCHAT_TELEMETRY_SERVICE",
             Opt::NodeId => "DCHAT_TELEMETRY_NODE_ID",
+            Opt::Role => "DCHAT_TELEMETRY_ROLE",
             Opt::ConstLabels => "DCHAT_TELEMETRY_CONST_LABELS",
             Opt::LatencyBuckets => "DCHAT_TELEMETRY_LATENCY_BUCKETS",
             Opt::DbBuckets => "DCHAT_TELEMETRY_DB_BUCKETS",
@@ -55,7 +69,12 @@ impl Opt {
             Opt::ErrorRateWindow => "DCHAT_TELEMETRY_ERROR_RATE_WINDOW",
             Opt::Drain => "DCHAT_TELEMETRY_DRAIN",
             Opt::SeriesTtl => "DCHAT_TELEMETRY_SERIES_TTL",
-            Opt::CheckTimeout | Opt::Buckets => return None,
+            Opt::SampleBudget => "DCHAT_TELEMETRY_SAMPLE_BUDGET",
+            Opt::CreatedTimestamps => "DCHAT_TELEMETRY_CREATED_TIMESTAMPS",
+            Opt::Channels => "DCHAT_TELEMETRY_CHANNELS",
+            Opt::WebConfig => "DCHAT_TELEMETRY_WEB_CONFIG",
+            Opt::ProbeAuth => "DCHAT_TELEMETRY_PROBE_AUTH",
+            Opt::CheckTimeout | Opt::Buckets | Opt::KnownValues => return None,
         })
     }
 
@@ -65,12 +84,18 @@ impl Opt {
             Opt::Addr => "addr",
             Opt::Service => "service_name",
             Opt::NodeId => "node_id",
+            Opt::Role => "role",
             Opt::ConstLabels => "const_labels",
             Opt::LatencyBuckets | Opt::DbBuckets | Opt::Buckets => "buckets",
             Opt::CardinalityLimit => "cardinality_limit",
             Opt::ErrorRateWindow => "error_rate_window",
             Opt::Drain => "drain_period",
             Opt::SeriesTtl => "series_ttl",
+            Opt::SampleBudget => "sample_budget",
+            Opt::CreatedTimestamps => "created_timestamps",
+            Opt::Channels | Opt::KnownValues => "known_values",
+            Opt::WebConfig => "web_config",
+            Opt::ProbeAuth => "probe_auth",
             Opt::CheckTimeout => "check_timeout",
         }
     }
@@ -79,17 +104,16 @@ impl Opt {
     pub(crate) fn form(self) -> String {
         match self {
             Opt::Addr => "host:port with an IP host, such as 0.0.0.0:9090 or 127.0.0.1:9100".into(),
-            Opt::Service | Opt::NodeId => {
+            Opt::Service | Opt::NodeId | Opt::Role => {
                 format!("a non-empty value of at most {MAX_LABEL_VALUE_LEN} bytes")
             }
             Opt::ConstLabels => "comma-separated name=value pairs with label names matching \
                                  [a-zA-Z_][a-zA-Z0-9_]*, such as region=eu,zone=a"
                 .into(),
-            Opt::LatencyBuckets | Opt::DbBuckets | Opt::Buckets => {
-                "comma-separated, strictly increasing, finite numbers of seconds, such as \
-                 0.001,0.01,0.1,1"
-                    .into()
-            }
+            Opt::LatencyBuckets | Opt::DbBuckets | Opt::Buckets => format!(
+                "1 to {MAX_BUCKETS} comma-separated, strictly increasing, finite numbers of \
+                 seconds, such as 0.001,0.01,0.1,1"
+            ),
             Opt::CardinalityLimit => format!(
                 "an integer from {} to {}",
                 CARDINALITY_LIMIT.min, CARDINALITY_LIMIT.max
@@ -105,6 +129,25 @@ impl Opt {
                 "0 (series never expire) or {}, such as 600, 10m or 1h",
                 duration_range(SERIES_TTL)
             ),
+            Opt::SampleBudget => format!(
+                "an integer from {} to {} samples",
+                SAMPLE_BUDGET.min, SAMPLE_BUDGET.max
+            ),
+            Opt::CreatedTimestamps => "true or false (also 1 or 0)".into(),
+            Opt::Channels => format!(
+                "comma-separated channel names (at most {MAX_KNOWN_VALUES}, each a label value \
+                 of at most {MAX_LABEL_VALUE_LEN} bytes), such as general,random; any other \
+                 channel is recorded as other"
+            ),
+            Opt::KnownValues => format!(
+                "at most {MAX_KNOWN_VALUES} label values, each non-empty, without surrounding \
+                 spaces or control characters, of at most {MAX_LABEL_VALUE_LEN} bytes, for a \
+                 label that some rule has"
+            ),
+            Opt::WebConfig => "the path of a web config file in Prometheus exporter-toolkit's \
+                               format (tls_server_config, basic_auth_users)"
+                .into(),
+            Opt::ProbeAuth => "true or false (also 1 or 0)".into(),
             Opt::CheckTimeout => duration_range(CHECK_TIMEOUT),
         }
     }
@@ -136,19 +179,6 @@ fn show(d: Duration) -> String {
 
 // ---------------------------------------------------------------- the checks, shared
 
-/// A label value as exported: trimmed, control characters replaced, non-empty and within the
-/// length cap (nothing cut).
-pub(crate) fn label_value(v: &str) -> Option<String> {
-    let v = v.trim();
-    let mut out = String::new();
-    (!v.is_empty() && push_sanitized(&mut out, v, MAX_LABEL_VALUE_LEN)).then_some(out)
-}
-
-/// Histogram bounds: at least one, finite, strictly increasing (rules use the same check).
-pub(crate) fn valid_buckets(b: &[f64]) -> bool {
-    !b.is_empty() && b.iter().all(|x| x.is_finite()) && b.windows(2).all(|w| w[0] < w[1])
-}
-
 pub(crate) fn valid_cardinality_limit(n: usize) -> bool {
     CARDINALITY_LIMIT.contains(n)
 }
@@ -166,11 +196,24 @@ pub(crate) fn valid_series_ttl(d: Option<Duration>) -> bool {
     d.is_none_or(|d| SERIES_TTL.contains(d))
 }
 
+pub(crate) fn valid_sample_budget(n: usize) -> bool {
+    SAMPLE_BUDGET.contains(n)
+}
+
 pub(crate) fn valid_check_timeout(d: Duration) -> bool {
     CHECK_TIMEOUT.contains(d)
 }
 
 // ---------------------------------------------------------------- parsing
+
+/// `true`/`false`, `1`/`0` (any case, spaces around allowed).
+pub(crate) fn parse_bool(v: &str) -> Option<bool> {
+    match v.trim().to_ascii_lowercase().as_str() {
+        "true" | "1" => Some(true),
+        "false" | "0" => Some(false),
+        _ => None,
+    }
+}
 
 /// `1,2.5,10`.
 pub(crate) fn parse_buckets(v: &str) -> Option<Vec<f64>> {
@@ -200,6 +243,7 @@ pub(crate) fn parse_duration(v: &str) -> Option<Duration> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::catalog::valid_buckets;
     use proptest::prelude::*;
 
     #[test]
@@ -220,6 +264,17 @@ mod tests {
         assert!(!valid_buckets(&[1.0, f64::NAN]));
         assert!(!valid_buckets(&[]));
         assert_eq!(parse_buckets(""), None);
+        let most: Vec<f64> = (0..MAX_BUCKETS).map(|i| i as f64).collect();
+        assert!(valid_buckets(&most));
+        let too_many: Vec<f64> = (0..=MAX_BUCKETS).map(|i| i as f64).collect();
+        assert!(!valid_buckets(&too_many));
+    }
+
+    #[test]
+    fn booleans() {
+        assert_eq!(parse_bool(" TRUE "), Some(true));
+        assert_eq!(parse_bool("0"), Some(false));
+        assert_eq!(parse_bool("maybe"), None);
     }
 
     #[test]
@@ -244,6 +299,7 @@ mod tests {
             let _ = parse_duration(&s);
             let _ = parse_buckets(&s);
             let _ = label_value(&s);
+            let _ = parse_bool(&s);
         }
 
         #[test]

@@ -2,6 +2,7 @@
 //! 1.0, chosen from the scraper's `Accept` header, plus the process and tokio runtime metrics
 //! read at scrape time.
 
+pub(crate) mod foreign;
 mod negotiate;
 pub(crate) mod process;
 pub(crate) mod runtime;
@@ -12,7 +13,7 @@ use std::sync::Arc;
 
 use arrayvec::ArrayVec;
 
-use crate::catalog::MetricKind;
+use crate::catalog::{self, MetricKind};
 use crate::limits::MAX_LABELS;
 use crate::series::cell::Reading;
 use crate::series::{Metric, Series, OVERFLOW_LABEL, OVERFLOW_SET};
@@ -58,7 +59,7 @@ impl Format {
 /// one label.
 #[derive(Debug, Clone, PartialEq)]
 pub(crate) struct Collected {
-    pub(crate) info: &'static crate::catalog::MetricInfo,
+    pub(crate) info: &'static catalog::MetricInfo,
     pub(crate) samples: Vec<(Option<(&'static str, String)>, f64)>,
 }
 
@@ -67,13 +68,20 @@ pub(crate) struct Collected {
 pub(crate) struct Exposition {
     /// Constant labels, sorted by name.
     consts: Vec<(String, String)>,
+    /// The labels of `target_info` (the resource's attributes), sorted by name.
+    target_info: Vec<(String, String)>,
+    /// Whether OpenMetrics renders carry `_created` lines for counters and histograms.
+    created: bool,
     last_len: AtomicUsize,
 }
 
-/// One family to write: a metric of the store, or one read at scrape time.
+/// One family to write: a metric of the store, one read at scrape time, `target_info`, or
+/// another registry's.
 enum Family<'a> {
     Stored(&'a Metric),
     Collected(&'a Collected),
+    TargetInfo,
+    Foreign(&'a foreign::Foreign),
 }
 
 impl Family<'_> {
@@ -81,30 +89,60 @@ impl Family<'_> {
         match self {
             Family::Stored(m) => &m.def.name,
             Family::Collected(c) => c.info.name,
+            Family::TargetInfo => catalog::TARGET_INFO.name,
+            Family::Foreign(f) => &f.text_name,
         }
     }
 }
 
 impl Exposition {
-    pub(crate) fn new(mut consts: Vec<(String, String)>) -> Self {
+    pub(crate) fn new(
+        mut consts: Vec<(String, String)>,
+        target_info: Vec<(String, String)>,
+        created: bool,
+    ) -> Self {
         consts.sort_by(|a, b| a.0.cmp(&b.0));
         Exposition {
             consts,
+            target_info,
+            created,
             last_len: AtomicUsize::new(16 * 1024),
         }
     }
 
-    /// Renders `metrics` (their series in label order) and `collected`, families sorted by name.
+    /// The names this crate's own families of the page take (a registry's family must not
+    /// take them too).
+    pub(crate) fn taken(&self, metrics: &[Arc<Metric>], collected: &[Collected]) -> foreign::Taken {
+        let mut taken = foreign::Taken::default();
+        for m in metrics {
+            taken.own(
+                &m.def.name,
+                m.def.kind,
+                m.def.name == catalog::BUILD_INFO.name,
+            );
+        }
+        for c in collected {
+            taken.own(c.info.name, c.info.kind, false);
+        }
+        taken.own(catalog::TARGET_INFO.name, MetricKind::Gauge, true);
+        taken
+    }
+
+    /// Renders `metrics` (their series in label order), `collected`, `target_info` and other
+    /// registries' families, sorted by name.
     pub(crate) fn render(
         &self,
         metrics: &[Arc<Metric>],
         collected: &[Collected],
+        foreign: &[foreign::Foreign],
         format: Format,
     ) -> String {
         let mut families: Vec<Family<'_>> = metrics
             .iter()
             .map(|m| Family::Stored(m))
             .chain(collected.iter().map(Family::Collected))
+            .chain(std::iter::once(Family::TargetInfo))
+            .chain(foreign.iter().map(Family::Foreign))
             .collect();
         families.sort_by(|a, b| a.name().cmp(b.name()));
         // Sized from the last exposition, so the buffer is not regrown (and copied) on the way.
@@ -114,9 +152,23 @@ impl Exposition {
         for f in &families {
             match f {
                 Family::Stored(m) => {
-                    m.with_sorted_series(|series| write_stored(&mut w, m, series, format))
+                    let created = self.created && format == Format::OpenMetrics;
+                    m.with_sorted_series(|series| write_stored(&mut w, m, series, format, created))
                 }
                 Family::Collected(c) => write_collected(&mut w, c),
+                Family::TargetInfo => {
+                    let info = &catalog::TARGET_INFO;
+                    w.family(info.name, Type::Info, info.unit, info.help);
+                    let labels: Vec<Label<'_>> = self
+                        .target_info
+                        .iter()
+                        .map(|(k, v)| (k.as_str(), v.as_str()))
+                        .collect();
+                    w.sample(info.name, "", &labels, None, Value::Int(1), None);
+                }
+                Family::Foreign(f) => {
+                    foreign::write(&mut w, &f.family, format, self.created, &self.consts);
+                }
             }
         }
         w.finish();
@@ -153,13 +205,28 @@ fn own_labels<'s>(
     out
 }
 
-fn write_stored(w: &mut Writer<'_>, m: &Metric, series: &[Arc<Series>], format: Format) {
+fn write_stored(
+    w: &mut Writer<'_>,
+    m: &Metric,
+    series: &[Arc<Series>],
+    format: Format,
+    created: bool,
+) {
     if series.is_empty() {
         return; // a metric with no series yet has no family
     }
     let def = &m.def;
-    w.family(&def.name, type_of(def.kind), &def.unit, &def.help);
+    // `dchat_build_info` is an info family where the format has them.
+    let ty = if def.name == catalog::BUILD_INFO.name {
+        Type::Info
+    } else {
+        type_of(def.kind)
+    };
+    w.family(&def.name, ty, &def.unit, &def.help);
     let name = def.name.as_str();
+    // OpenMetrics' `_created` sample is named after the family (a counter's without `_total`).
+    let family = crate::labels::counter_family(name);
+    let monotonic = matches!(def.kind, MetricKind::Counter | MetricKind::Histogram);
     // Label names and their sorted order, per label set (rule metrics have one).
     let mut sets: Vec<(u32, Arc<[String]>, Vec<usize>)> = Vec::new();
     let exemplars = format == Format::OpenMetrics;
@@ -235,6 +302,10 @@ fn write_stored(w: &mut Writer<'_>, m: &Metric, series: &[Arc<Series>], format: 
                     None,
                 );
             }
+        }
+        if created && monotonic {
+            let at = Value::Float(s.created_unix());
+            w.sample(family, "_created", &labels, None, at, None);
         }
     }
 }

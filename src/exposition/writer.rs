@@ -18,6 +18,14 @@ pub(crate) enum Type {
     Counter,
     Gauge,
     Histogram,
+    /// Another registry's summary.
+    Summary,
+    /// `TYPE info` in OpenMetrics (the family named without `_info`), a gauge in the text format.
+    Info,
+    /// Another registry's state set: a gauge in the text format.
+    StateSet,
+    /// `unknown` in OpenMetrics, `untyped` in the text format.
+    Unknown,
 }
 
 /// One label of a sample, value unescaped.
@@ -60,15 +68,20 @@ impl<'a> Writer<'a> {
 
     /// Writes a family's metadata lines.
     pub(crate) fn family(&mut self, name: &str, kind: Type, unit: &str, help: &str) {
-        let family = if self.om() && kind == Type::Counter {
-            name.strip_suffix("_total").unwrap_or(name)
-        } else {
-            name
+        let family = match kind {
+            Type::Counter if self.om() => crate::labels::counter_family(name),
+            Type::Info if self.om() => name.strip_suffix("_info").unwrap_or(name),
+            _ => name,
         };
-        let kind_word = match kind {
-            Type::Counter => "counter",
-            Type::Gauge => "gauge",
-            Type::Histogram => "histogram",
+        let kind_word = match (kind, self.om()) {
+            (Type::Counter, _) => "counter",
+            (Type::Gauge, _) | (Type::Info | Type::StateSet, false) => "gauge",
+            (Type::Histogram, _) => "histogram",
+            (Type::Summary, _) => "summary",
+            (Type::Info, true) => "info",
+            (Type::StateSet, true) => "stateset",
+            (Type::Unknown, true) => "unknown",
+            (Type::Unknown, false) => "untyped",
         };
         if !help.is_empty() {
             self.out.push_str("# HELP ");
@@ -187,7 +200,8 @@ fn has_unit(family: &str, unit: &str) -> bool {
 /// A value as Rust's `f64` `Display` writes it (what the `prometheus` crate writes): integers
 /// below 2^53 take the integer path, which prints the same digits; infinities as `+Inf`/`-Inf`.
 pub(crate) fn push_value(out: &mut String, v: Value) {
-    const EXACT: f64 = 9_007_199_254_740_992.0; // 2^53
+    // A power of two: the conversion is exact.
+    const EXACT: f64 = crate::limits::F64_EXACT_INTEGERS as f64;
     match v {
         Value::Int(i) => {
             let _ = write!(out, "{i}");

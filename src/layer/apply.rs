@@ -1,14 +1,15 @@
 //! From a plan's action and the captured fields to a series: the value, the labels, the record.
 //! This is the one way from the layer into the series.
 
-use std::sync::Arc;
-
 use arrayvec::ArrayVec;
 
 use super::visit::Scratch;
 use crate::limits::MAX_LABELS;
 use crate::plan::{Action, LabelPlan, ValuePlan};
 use crate::series::exemplar::TraceContext;
+use std::sync::Arc;
+
+use crate::series::parked::GaugeKey;
 use crate::series::Series;
 use crate::value::{DropReason, Num};
 
@@ -25,13 +26,25 @@ fn value(action: &Action, scratch: &Scratch, span_seconds: f64) -> Option<Num> {
             first,
             rest,
             default,
+            range,
         } => {
             let found = first
                 .iter()
                 .chain(rest.iter())
                 .find_map(|&(slot, scale)| Some((scratch.num(slot as usize)?, scale)));
             match found {
-                Some((Ok(n), scale)) => Some(n.scaled(scale)),
+                Some((Ok(n), scale)) => {
+                    let n = n.scaled(scale);
+                    // A value that is not finite is left to the instrument, which counts it
+                    // as `not_finite`: that names the fault better than `out_of_range`.
+                    match (range, n.to_f64()) {
+                        (Some(r), Ok(f)) if !r.contains(f) => {
+                            action.metric.dropped(DropReason::OutOfRange);
+                            None
+                        }
+                        _ => Some(n),
+                    }
+                }
                 Some((Err(reason), _)) => {
                     action.metric.dropped(reason);
                     None
@@ -44,9 +57,15 @@ fn value(action: &Action, scratch: &Scratch, span_seconds: f64) -> Option<Num> {
 
 /// Resolves one label: the callsite's own fields (in source order), then the fields kept by
 /// spans — the nearest span that has any of the label's sources, and within it the earliest
-/// source — then the fallback.
+/// source — then the fallback; a bounded label's value outside its known values becomes its
+/// `other` value.
 #[inline]
 fn label<'s>(plan: &'s LabelPlan, scratch: &'s Scratch) -> &'s [u8] {
+    plan.bounded(found_label(plan, scratch))
+}
+
+#[inline]
+fn found_label<'s>(plan: &'s LabelPlan, scratch: &'s Scratch) -> &'s [u8] {
     for &slot in plan.own.iter() {
         if let Some(r) = scratch.label(slot as usize) {
             return scratch.bytes(r);
@@ -124,19 +143,31 @@ pub(super) fn record_settled(action: &Action, v: Num, label: &[u8]) {
     if conflicts(action) {
         return;
     }
+    let label = match action.labels.first() {
+        Some(plan) => plan.bounded(label),
+        None => {
+            debug_assert!(false, "a settled action has one label");
+            label
+        }
+    };
     let mut trace = TraceContext::new();
     action
         .metric
         .record_at(&action.cache, action.set, &[label], v, &mut trace);
 }
 
-/// Adds 1 to the gauge of an opening span; the series, pinned, for the span to take back down.
-pub(super) fn open_gauge(action: &Action, scratch: &Scratch) -> Option<Arc<Series>> {
+/// Adds 1 to the gauge of an opening span; where it went, pinned, for the span to take back
+/// down.
+pub(super) fn open_gauge(
+    action: &Action,
+    scratch: &Scratch,
+    at: impl FnOnce() -> GaugeKey,
+) -> Option<Arc<Series>> {
     if conflicts(action) {
         return None;
     }
     with_labels(action, scratch, |values| {
-        action.metric.open_gauge(action.set, values)
+        action.metric.open_gauge(action.set, values, at)
     })
 }
 
@@ -150,6 +181,7 @@ mod tests {
             own: own.iter().copied().collect::<Slots>(),
             inherit: inherit.into(),
             fallback: "fallback".into(),
+            known: None,
         }
     }
 

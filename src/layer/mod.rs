@@ -32,6 +32,7 @@ use visit::{with_scratch, Visitor};
 use crate::limits::MAX_SPAN_ACTIVE;
 use crate::plan::{Compiled, Plan, PlanRef, PlanTable, ValuePlan};
 use crate::series::exemplar::TraceContext;
+use crate::series::parked::GaugeKey;
 use crate::series::Series;
 
 /// State shared by the layer and its filter.
@@ -210,8 +211,9 @@ where
                     .actions
                     .iter()
                     .filter(|a| matches!(a.value, ValuePlan::SpanActive));
-                for (slot, action) in active.iter_mut().zip(gauges) {
-                    *slot = apply::open_gauge(action, scratch);
+                for (i, (slot, action)) in active.iter_mut().zip(gauges).enumerate() {
+                    let at = || self.gauge_key(id.into_u64(), i);
+                    *slot = apply::open_gauge(action, scratch, at);
                 }
             }
             let meta = attrs.metadata();
@@ -286,6 +288,7 @@ where
             });
             let Some(Some((plan, seconds))) = closed else {
                 // No plan (cannot happen for a span that has state): the gauges still go down.
+                debug_assert!(false, "a span with state but no plan");
                 for series in gauges.iter().flatten() {
                     let _ = series.close_gauge();
                 }
@@ -296,9 +299,10 @@ where
                 .actions
                 .iter()
                 .filter(|a| matches!(a.value, ValuePlan::SpanActive));
-            for (series, action) in gauges.iter().zip(gauge_actions) {
+            for (i, (series, action)) in gauges.iter().zip(gauge_actions).enumerate() {
                 if let Some(series) = series {
-                    action.metric.close_gauge(series);
+                    let at = || self.gauge_key(id.into_u64(), i);
+                    action.metric.close_gauge(series, at);
                 }
             }
             let Some(seconds) = seconds else {
@@ -337,6 +341,17 @@ impl MetricsLayer {
             }
             f(None)
         })
+    }
+
+    /// Which gauge of which open span: the key under which a gauge parked in the overflow
+    /// series is found again when the span closes.
+    fn gauge_key(&self, span: u64, gauge: usize) -> GaugeKey {
+        GaugeKey {
+            layer: self.id,
+            span,
+            // At most MAX_SPAN_ACTIVE gauges per span.
+            gauge: u8::try_from(gauge).unwrap_or(u8::MAX),
+        }
     }
 
     /// The cell of the parent, in the span tree as this layer's filter sees it (spans it

@@ -2,15 +2,19 @@
 //! ([`Compiled::new`]), then a callsite's [`Plan`] worked out from its static metadata when it
 //! registers ([`Compiled::plan`]).
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use tracing_core::Metadata;
 
-use super::{Action, FieldUse, Inheriting, LabelPlan, Plan, SlotUse, Slots, ValuePlan, NONE};
+use super::{
+    Action, FieldUse, Inheriting, KnownSet, LabelPlan, Plan, SlotUse, Slots, ValuePlan, NONE,
+};
+use crate::catalog::{MetricDef, MetricKind};
 use crate::labels::push_sanitized;
 use crate::limits::{MAX_CAPTURES, MAX_INCREMENT, MAX_LABEL_VALUE_LEN};
-use crate::rules::{LabelSource, Measure, Rule, Rules};
-use crate::series::{integral_counter, Metric, Metrics};
+use crate::rules::{KnownValues, LabelSource, Measure, Rule, Rules};
+use crate::series::{Metric, Metrics};
+use crate::sync::Recover;
 use crate::value::Num;
 
 /// Compiled rules: every metric resolved, every label field numbered.
@@ -20,6 +24,10 @@ pub(crate) struct Compiled {
     pub(crate) label_fields: Vec<String>,
     pub(crate) prefix_fields: bool,
     pub(crate) prefix_labels: Vec<String>,
+    /// Labels every rule bounds to known values (a rule's own bounds win).
+    known: Vec<(String, KnownValues)>,
+    /// Known values compiled once, shared by every plan that uses them.
+    known_sets: Mutex<Vec<(KnownValues, Arc<KnownSet>)>>,
     pub(crate) metrics: Arc<Metrics>,
 }
 
@@ -58,6 +66,8 @@ impl Compiled {
             label_fields,
             prefix_fields: rules.prefix_fields,
             prefix_labels: rules.prefix_labels.clone(),
+            known: rules.known.clone(),
+            known_sets: Mutex::new(Vec::new()),
             metrics,
         })
     }
@@ -114,13 +124,17 @@ impl Compiled {
                         first,
                         rest: sources.into_boxed_slice(),
                         default: default.map(default_value),
+                        range: rule.value_range,
                     }
                 }
             };
             let labels = rule
                 .labels
                 .iter()
-                .map(|(_, sources)| self.label_plan(&mut b, sources))
+                .map(|(name, sources)| {
+                    let known = self.known(Some(rule), name);
+                    self.label_plan(&mut b, sources, known)
+                })
                 .collect();
             actions.push(Action {
                 metric: Arc::clone(metric),
@@ -189,7 +203,90 @@ impl Compiled {
         }
     }
 
-    fn label_plan(&self, b: &mut PlanBuilder, sources: &[LabelSource]) -> LabelPlan {
+    /// The known values `label` (of `rule`, or of a field-prefix metric) is bounded to.
+    fn known_values<'a>(&'a self, rule: Option<&'a Rule>, label: &str) -> Option<&'a KnownValues> {
+        rule.and_then(|r| r.known(label))
+            .or_else(|| self.known.iter().find(|(l, _)| l == label).map(|(_, k)| k))
+    }
+
+    /// Creates, at 0, the series of every label set of the counters and histograms whose
+    /// labels are all bounded to known values, and keeps them for good: Prometheus never
+    /// counts the first sample of a new series, so a series that exists before its first event
+    /// is the one way that event is counted on every Prometheus version.
+    ///
+    /// # Errors
+    /// [`Error::InvalidConfig`](crate::Error::InvalidConfig) when the label sets exceed the
+    /// metric's cardinality limit or the sample budget.
+    pub(crate) fn predeclare(&self) -> Result<(), crate::Error> {
+        for (rule, metric) in &self.rules {
+            if !matches!(metric.def.kind, MetricKind::Counter | MetricKind::Histogram)
+                || rule.labels.is_empty()
+            {
+                continue;
+            }
+            let Some(known) = rule
+                .labels
+                .iter()
+                .map(|(name, _)| self.known_values(Some(rule), name))
+                .collect::<Option<Vec<&KnownValues>>>()
+            else {
+                continue;
+            };
+            let sets: Vec<Vec<&str>> = known.iter().fold(vec![Vec::new()], |sets, k| {
+                sets.iter()
+                    .flat_map(|prefix| {
+                        k.all().map(move |v| {
+                            let mut set = prefix.clone();
+                            set.push(v);
+                            set
+                        })
+                    })
+                    .collect()
+            });
+            let fail = |what: String| crate::Error::InvalidConfig {
+                option: "known_values",
+                reason: format!(
+                    "{}: {what}; bound fewer values, or raise the limit",
+                    metric.def.name
+                ),
+            };
+            if sets.len() > metric.store.limit {
+                return Err(fail(format!(
+                    "the known values make {} label sets, more than the cardinality limit of {}",
+                    sets.len(),
+                    metric.store.limit
+                )));
+            }
+            for set in &sets {
+                if !metric.predeclare(set) {
+                    return Err(fail(format!(
+                        "{} label sets do not fit the sample budget",
+                        sets.len()
+                    )));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// The compiled known values of `label` (of `rule`, or of a field-prefix metric).
+    pub(super) fn known(&self, rule: Option<&Rule>, label: &str) -> Option<Arc<KnownSet>> {
+        let k = self.known_values(rule, label)?;
+        let mut cache = self.known_sets.lock().recover();
+        if let Some((_, set)) = cache.iter().find(|(v, _)| v == k) {
+            return Some(Arc::clone(set));
+        }
+        let set = Arc::new(KnownSet::new(k));
+        cache.push((k.clone(), Arc::clone(&set)));
+        Some(set)
+    }
+
+    fn label_plan(
+        &self,
+        b: &mut PlanBuilder,
+        sources: &[LabelSource],
+        known: Option<Arc<KnownSet>>,
+    ) -> LabelPlan {
         let mut own = Slots::new();
         let mut inherit = Vec::new();
         let mut fallback = None;
@@ -220,6 +317,7 @@ impl Compiled {
             own,
             inherit: inherit.into_boxed_slice(),
             fallback: fallback.unwrap_or_else(|| "unknown".into()),
+            known,
         }
     }
 }
@@ -266,6 +364,19 @@ impl PlanBuilder {
     }
 }
 
+/// Whether a counter fed by these measures only ever adds integers (then it is an exact `u64`).
+fn integral_counter(def: &MetricDef, measures: &[&Measure]) -> bool {
+    def.kind == MetricKind::Counter
+        && measures.iter().all(|m| match m {
+            Measure::One => true,
+            Measure::Fields { sources, default } => {
+                sources.iter().all(|(_, s)| *s == 1.0)
+                    && default.is_none_or(|d| d.fract() == 0.0 && d >= 0.0)
+            }
+            _ => false,
+        })
+}
+
 #[cfg(test)]
 impl Compiled {
     /// `rules` compiled against metrics of their own (limit 100, no expiry, a manual clock, no
@@ -281,6 +392,8 @@ impl Compiled {
                 rate_window_secs: 60,
                 clock: Arc::new(ManualClock::new()),
                 exemplars: false,
+                budget: None,
+                created: false,
             },
             Arc::new(Otel::disabled()),
         );
@@ -327,6 +440,7 @@ mod tests {
                 first: None,
                 rest: Box::new([]),
                 default: Some(Num::U64(1)),
+                range: None,
             },
             "no `count` field here: the default, converted once"
         );
@@ -336,6 +450,7 @@ mod tests {
                 own: [0].into_iter().collect(),
                 inherit: Box::new([field_id(&c, "channel")]),
                 fallback: "unknown".into(),
+                known: None,
             }]
         );
         // `message` is not used; `channel` is captured as a label in slot 0.
@@ -352,7 +467,7 @@ mod tests {
 
     /// The plans of one counter rule `name` (labels and callsites as `f` sets them up).
     fn one_counter(name: &str, f: impl FnOnce(RuleBuilder) -> RuleBuilder) -> Compiled {
-        let rule = f(Rule::builder(crate::MetricKind::Counter, name).with_description("A count."))
+        let rule = f(Rule::builder(MetricKind::Counter, name).with_description("A count."))
             .build()
             .expect("a valid rule");
         compiled(&Rules::empty().with_rule(rule))
@@ -520,6 +635,7 @@ mod tests {
                 first: Some((0, 1.0)),
                 rest: Box::new([]),
                 default: None,
+                range: None,
             }
         );
         assert_eq!(
@@ -537,7 +653,7 @@ mod tests {
 
     #[test]
     fn label_sources_keep_their_order_of_precedence() {
-        let rule = Rule::builder(crate::MetricKind::Counter, "x_total")
+        let rule = Rule::builder(MetricKind::Counter, "x_total")
             .with_event_name("x")
             .with_description("d")
             .with_label_from(

@@ -14,6 +14,7 @@ use std::sync::Arc;
 use arrayvec::ArrayVec;
 
 use crate::limits::MAX_CAPTURES;
+use crate::rules::ValueRange;
 use crate::series::Metric;
 use crate::value::Num;
 
@@ -59,6 +60,9 @@ pub(crate) enum ValuePlan {
         /// The value when no source field is present, converted once (an exact integer when
         /// the default is one).
         default: Option<Num>,
+        /// The plausible range of a value read from a field (after scaling): one outside it is
+        /// dropped and counted, not recorded.
+        range: Option<ValueRange>,
     },
     SpanDuration,
     SpanActive,
@@ -75,6 +79,7 @@ impl ValuePlan {
                 first: None,
                 rest,
                 default,
+                ..
             } if rest.is_empty() => *default,
             ValuePlan::Fields { .. } | ValuePlan::SpanDuration | ValuePlan::SpanActive => None,
         }
@@ -90,6 +95,50 @@ pub(crate) struct LabelPlan {
     pub(crate) inherit: Box<[u8]>,
     /// Used when no field yields a value: the target, a fixed value or `unknown`.
     pub(crate) fallback: Box<str>,
+    /// The values the label is bounded to, if it is.
+    pub(crate) known: Option<Arc<KnownSet>>,
+}
+
+impl LabelPlan {
+    /// `value` as the label records it: itself, or the bounded label's `other` value when it
+    /// is not one of the known values.
+    #[inline]
+    pub(crate) fn bounded<'a>(&'a self, value: &'a [u8]) -> &'a [u8] {
+        match &self.known {
+            None => value,
+            Some(k) => k.bounded(value),
+        }
+    }
+}
+
+/// A label's known values, sorted for a binary search per event.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) struct KnownSet {
+    values: Box<[Box<[u8]>]>,
+    other: Box<[u8]>,
+}
+
+impl KnownSet {
+    pub(crate) fn new(known: &crate::rules::KnownValues) -> Self {
+        let mut values: Vec<Box<[u8]>> =
+            known.values().iter().map(|v| v.as_bytes().into()).collect();
+        values.sort_unstable();
+        KnownSet {
+            values: values.into_boxed_slice(),
+            other: known.other().as_bytes().into(),
+        }
+    }
+
+    /// `value` if it is known, else `other`. Out of line: only bounded labels pay for the
+    /// search, and the label path of every other stays small enough to inline.
+    #[inline(never)]
+    pub(crate) fn bounded<'a>(&'a self, value: &'a [u8]) -> &'a [u8] {
+        if self.values.binary_search_by(|v| (**v).cmp(value)).is_ok() {
+            value
+        } else {
+            &self.other
+        }
+    }
 }
 
 /// One metric update a callsite makes.

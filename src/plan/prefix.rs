@@ -4,9 +4,9 @@
 
 use super::compile::{Compiled, PlanBuilder};
 use super::{Action, LabelPlan, ValuePlan, NONE};
+use crate::catalog::MetricDef;
 use crate::catalog::MetricKind;
 use crate::labels::{sanitize_label_name, sanitize_metric_name};
-use crate::rules::MetricDef;
 
 /// The default buckets tracing-opentelemetry's `histogram.` fields get (the SDK's defaults).
 const PREFIX_BUCKETS: &[f64] = &[
@@ -102,6 +102,7 @@ impl Compiled {
                         own: (slot != NONE).then_some(slot).into_iter().collect(),
                         inherit: Box::new([]),
                         fallback: "unknown".into(),
+                        known: self.known(None, f),
                     }
                 })
                 .collect();
@@ -113,6 +114,7 @@ impl Compiled {
                     first: Some((slot, 1.0)),
                     rest: Box::new([]),
                     default: None,
+                    range: None,
                 },
                 labels,
                 conflict,

@@ -4,6 +4,7 @@ use tracing_core::Level;
 
 use super::{LabelSource, Measure, Rule, Rules};
 use crate::catalog;
+use crate::limits::MAX_LATENCY_SECONDS;
 
 impl Default for Rules {
     fn default() -> Self {
@@ -48,10 +49,20 @@ impl Rules {
                 .with_value_field("count")
                 .with_value_default(1.0)
                 .with_label("channel"),
+            Rule::for_metric(&catalog::MESSAGES_DROPPED)
+                .with_event_name("message.dropped")
+                .with_value_field("count")
+                .with_value_default(1.0)
+                .with_label("reason"),
+            Rule::for_metric(&catalog::DIAL_FAILURES)
+                .with_event_name("peer.dial_failed")
+                .with_value_field("count")
+                .with_value_default(1.0),
             Rule::for_metric(&catalog::MESSAGE_LATENCY)
                 .with_event_name("message.received")
                 .with_value_field("latency_seconds")
                 .with_scaled_value_field("latency_ms", 0.001)
+                .with_value_range(0.0..=MAX_LATENCY_SECONDS)
                 .with_label("channel"),
             Rule::for_metric(&catalog::RELAY_CONNECTIONS)
                 .with_span_name("relay.connection")
@@ -81,6 +92,7 @@ impl Rules {
             prefix_labels: ["channel", "relay", "operation", "type"]
                 .map(String::from)
                 .to_vec(),
+            known: Vec::new(),
         }
     }
 }
@@ -93,7 +105,7 @@ mod tests {
     fn dchat_defaults_are_valid() {
         let rules = Rules::dchat_defaults();
         rules.validate().unwrap();
-        assert_eq!(rules.rules().len(), 8);
+        assert_eq!(rules.rules().len(), 10);
         let fields = rules.label_fields();
         for f in [
             "channel",

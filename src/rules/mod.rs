@@ -6,13 +6,15 @@
 //! [`Rule::builder`].
 
 mod defaults;
+mod known;
 mod set;
 
+pub use known::KnownValues;
 pub use set::Rules;
 
 use tracing_core::{Level, Metadata};
 
-use crate::catalog::{MetricInfo, MetricKind};
+use crate::catalog::{valid_buckets, MetricDef, MetricInfo, MetricKind};
 use crate::labels::{is_valid_label_name, is_valid_metric_name};
 use crate::limits::{MAX_CAPTURES, MAX_LABELS};
 use crate::Error;
@@ -60,6 +62,21 @@ pub enum Measure {
     SpanActive,
 }
 
+/// The inclusive range of values a rule records (`RuleBuilder::with_value_range`).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub(crate) struct ValueRange {
+    pub(crate) min: f64,
+    pub(crate) max: f64,
+}
+
+impl ValueRange {
+    /// Whether `v` is within the range (`NaN` is not).
+    #[inline]
+    pub(crate) fn contains(self, v: f64) -> bool {
+        self.min <= v && v <= self.max
+    }
+}
+
 /// Whether a rule applies to events or to spans.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Kind {
@@ -77,30 +94,10 @@ pub struct Rule {
     pub(crate) metric: MetricDef,
     pub(crate) measure: Measure,
     pub(crate) labels: Vec<(String, Vec<LabelSource>)>,
-}
-
-/// The metric a rule feeds.
-#[derive(Debug, Clone, PartialEq)]
-pub(crate) struct MetricDef {
-    pub(crate) name: String,
-    pub(crate) kind: MetricKind,
-    pub(crate) unit: String,
-    pub(crate) help: String,
-    pub(crate) buckets: Vec<f64>,
-    pub(crate) label_names: Vec<String>,
-}
-
-impl MetricDef {
-    pub(crate) fn from_info(info: &MetricInfo) -> Self {
-        MetricDef {
-            name: info.name.to_owned(),
-            kind: info.kind,
-            unit: info.unit.to_owned(),
-            help: info.help.to_owned(),
-            buckets: info.buckets.to_vec(),
-            label_names: info.labels.iter().map(|s| (*s).to_owned()).collect(),
-        }
-    }
+    /// Labels bounded to known values.
+    pub(crate) known: Vec<(String, KnownValues)>,
+    /// The plausible range of values read from fields.
+    pub(crate) value_range: Option<ValueRange>,
 }
 
 impl Rule {
@@ -122,6 +119,8 @@ impl Rule {
             },
             measure: None,
             labels: Vec::new(),
+            known: Vec::new(),
+            value_range: None,
         }
     }
 
@@ -138,6 +137,11 @@ impl Rule {
     #[must_use]
     pub fn metric_name(&self) -> &str {
         &self.metric.name
+    }
+
+    /// The known values label `label` is bounded to by this rule, if any.
+    pub(crate) fn known(&self, label: &str) -> Option<&KnownValues> {
+        self.known.iter().find(|(l, _)| l == label).map(|(_, k)| k)
     }
 
     /// Whether this rule matches the callsite. Called once per callsite, never per event.
@@ -177,6 +181,8 @@ pub struct RuleBuilder {
     metric: MetricDef,
     measure: Option<Measure>,
     labels: Vec<(String, Vec<LabelSource>)>,
+    known: Vec<(String, KnownValues)>,
+    value_range: Option<ValueRange>,
 }
 
 impl RuleBuilder {
@@ -271,6 +277,28 @@ impl RuleBuilder {
         self
     }
 
+    /// Bounds label `label` (given with `with_label*`) to `known`: any other value is recorded
+    /// as `known.other()`, so that values arriving from the network cannot choose the series.
+    /// Given again for the same label, the last one counts.
+    pub fn with_known_values(mut self, label: impl Into<String>, known: KnownValues) -> Self {
+        let label = label.into();
+        self.known.retain(|(l, _)| *l != label);
+        self.known.push((label, known));
+        self
+    }
+
+    /// The plausible values read from the value fields (after scaling), bounds included: one
+    /// outside (a latency computed from a peer's wrong clock, say) is not recorded, and is
+    /// counted in `dchat_telemetry_values_dropped_total{reason="out_of_range"}`. A rule's
+    /// default value is not checked.
+    pub fn with_value_range(mut self, range: std::ops::RangeInclusive<f64>) -> Self {
+        self.value_range = Some(ValueRange {
+            min: *range.start(),
+            max: *range.end(),
+        });
+        self
+    }
+
     /// Unit in words (`seconds`, `messages`), shown to OpenTelemetry consumers.
     pub fn with_unit(mut self, unit: impl Into<String>) -> Self {
         self.metric.unit = unit.into();
@@ -305,7 +333,7 @@ impl RuleBuilder {
         if !is_valid_metric_name(&m.name) {
             return fail("not a valid Prometheus metric name ([a-zA-Z_:][a-zA-Z0-9_:]*, not starting with the reserved __)".into());
         }
-        if (m.kind == MetricKind::Counter) != m.name.ends_with("_total") {
+        if (m.kind == MetricKind::Counter) != m.name.ends_with(crate::labels::COUNTER_SUFFIX) {
             return fail("counter names, and only counter names, end in _total".into());
         }
         if m.help.trim().is_empty() {
@@ -315,8 +343,11 @@ impl RuleBuilder {
             if m.buckets.is_empty() {
                 return fail("a histogram needs buckets (with_buckets)".into());
             }
-            if !crate::config::valid_buckets(&m.buckets) {
-                return fail("buckets must be finite and strictly increasing".into());
+            if !valid_buckets(&m.buckets) {
+                return fail(format!(
+                    "buckets must be finite and strictly increasing, at most {}",
+                    crate::limits::MAX_BUCKETS
+                ));
             }
         } else if !m.buckets.is_empty() {
             return fail("only histograms take buckets".into());
@@ -350,7 +381,7 @@ impl RuleBuilder {
         }
         let mut label_names = Vec::with_capacity(self.labels.len());
         for (label, sources) in &self.labels {
-            if !is_valid_label_name(label) || label == "otel_metric_overflow" {
+            if !is_valid_label_name(label) || label == crate::labels::OVERFLOW_LABEL {
                 return fail(format!(
                     "label {label:?} is not a valid, unreserved label name"
                 ));
@@ -362,6 +393,26 @@ impl RuleBuilder {
                 return fail(format!("label {label:?} has no source"));
             }
             label_names.push(label.clone());
+        }
+        for (label, known) in &self.known {
+            if !label_names.contains(label) {
+                return fail(format!(
+                    "known values are given for {label:?}, which is not a label of this rule"
+                ));
+            }
+            if let Err(reason) = known.check() {
+                return fail(format!("known values of {label:?}: {reason}"));
+            }
+        }
+        if let Some(r) = self.value_range {
+            if !(r.min.is_finite() && r.max.is_finite() && r.min <= r.max) {
+                return fail("a value range needs finite bounds, the lower one first".into());
+            }
+            if !matches!(self.measure, Some(Measure::Fields { .. })) {
+                return fail(
+                    "a value range bounds values read from fields (with_value_field)".into(),
+                );
+            }
         }
         let measure = match (self.measure, self.kind) {
             (Some(m), _) => m,
@@ -405,6 +456,8 @@ impl RuleBuilder {
             metric,
             measure,
             labels: self.labels,
+            known: self.known,
+            value_range: self.value_range,
         })
     }
 }

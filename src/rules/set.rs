@@ -3,7 +3,7 @@
 
 use std::collections::HashMap;
 
-use super::{LabelSource, Measure, MetricDef, Rule};
+use super::{KnownValues, LabelSource, Measure, MetricDef, Rule};
 use crate::labels::is_valid_label_name;
 use crate::limits::{MAX_LABELS, MAX_LABEL_FIELDS, MAX_SPAN_ACTIVE};
 use crate::Error;
@@ -14,6 +14,8 @@ pub struct Rules {
     pub(crate) rules: Vec<Rule>,
     pub(crate) prefix_fields: bool,
     pub(crate) prefix_labels: Vec<String>,
+    /// Labels bounded to known values in every rule (and field-prefix metric) that has them.
+    pub(crate) known: Vec<(String, KnownValues)>,
 }
 
 impl Rules {
@@ -24,6 +26,7 @@ impl Rules {
             rules: Vec::new(),
             prefix_fields: false,
             prefix_labels: Vec::new(),
+            known: Vec::new(),
         }
     }
 
@@ -54,6 +57,18 @@ impl Rules {
         self
     }
 
+    /// Bounds label `label` of every rule and field-prefix metric that has it to `known` (a
+    /// rule's own [`RuleBuilder::with_known_values`](crate::RuleBuilder::with_known_values)
+    /// wins): any other value is recorded as `known.other()`. Given again for the same label,
+    /// the last one counts.
+    #[must_use]
+    pub fn with_known_values(mut self, label: impl Into<String>, known: KnownValues) -> Self {
+        let label = label.into();
+        self.known.retain(|(l, _)| *l != label);
+        self.known.push((label, known));
+        self
+    }
+
     /// The rules, in order.
     #[must_use]
     pub fn rules(&self) -> &[Rule] {
@@ -73,6 +88,27 @@ impl Rules {
                             .into(),
                     });
                 }
+            }
+        }
+        for (label, known) in &self.known {
+            let used = self.prefix_labels.contains(label)
+                || self
+                    .rules
+                    .iter()
+                    .any(|r| r.metric.label_names.contains(label));
+            if !used {
+                return Err(Error::InvalidRule {
+                    metric: "(all rules)".into(),
+                    reason: format!(
+                        "known values are given for {label:?}, which no rule has as a label"
+                    ),
+                });
+            }
+            if let Err(reason) = known.check() {
+                return Err(Error::InvalidRule {
+                    metric: "(all rules)".into(),
+                    reason: format!("known values of {label:?}: {reason}"),
+                });
             }
         }
         for label in &self.prefix_labels {

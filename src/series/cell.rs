@@ -14,6 +14,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use super::rate::RateWindow;
+use super::remembered::Remembered;
 use crate::value::{DropReason, Num};
 
 /// The version word's "removed by expiry" bit.
@@ -135,8 +136,8 @@ impl Cell {
     /// # Errors
     /// [`Missed::Dead`] when expiry removed the series (nothing was recorded that matters: the
     /// caller records into the replacement); [`Missed::Dropped`] when the value does not fit.
-    // Always inlined: out of line, its call and register saves cost a counter event 17
-    // instructions (942 -> 925 in callgrind, `examples/hot_path_profile.rs`).
+    // Always inlined: every matched event calls it, and out of line the call and its register
+    // saves are a measurable share of a counter event (`scripts/instructions` guards it).
     #[inline(always)]
     pub(crate) fn record(&self, value: Num) -> Result<(), Missed> {
         match self {
@@ -228,6 +229,56 @@ impl Cell {
             .is_ok()
     }
 
+    /// What a monotonic cell (a counter or a histogram) held when expiry killed it at version
+    /// `killed_at` (what [`Cell::try_kill`] swapped), for a returning series to continue from;
+    /// `None` for the other kinds, whose value is a level rather than a running total.
+    ///
+    /// Records that raced the kill saw [`DEAD`] and went to the replacement, so the counts
+    /// they moved on this cell are not part of it: the count is the killed version, and a
+    /// histogram's buckets and sum are only touched by records that did not see `DEAD`.
+    pub(crate) fn remember(&self, killed_at: u64) -> Option<Remembered> {
+        match self {
+            Cell::CounterU64(_) => Some(Remembered::Int(killed_at)),
+            Cell::CounterF64(_) => Some(Remembered::Float(killed_at)),
+            Cell::Histogram(h) => Some(Remembered::Histogram {
+                buckets: h
+                    .buckets
+                    .iter()
+                    .map(|b| b.load(Ordering::Acquire))
+                    .collect(),
+                count: killed_at,
+                sum_bits: h.sum.load(Ordering::Acquire),
+            }),
+            Cell::UpDown { .. } | Cell::Gauge { .. } | Cell::Rate { .. } => None,
+        }
+    }
+
+    /// Starts a new cell (nothing recorded into it yet) from what its label set's expired
+    /// series held. A value of another shape (cannot happen: a metric's cells all have one
+    /// kind) is ignored.
+    pub(crate) fn restore(&self, r: &Remembered) {
+        match (self, r) {
+            (Cell::CounterU64(v), Remembered::Int(n)) => v.store(*n, Ordering::Release),
+            (Cell::CounterF64(v), Remembered::Float(bits)) => v.store(*bits, Ordering::Release),
+            (
+                Cell::Histogram(h),
+                Remembered::Histogram {
+                    buckets,
+                    count,
+                    sum_bits,
+                },
+            ) if buckets.len() == h.buckets.len() => {
+                for (b, n) in h.buckets.iter().zip(buckets.iter()) {
+                    b.store(*n, Ordering::Release);
+                }
+                h.sum.store(*sum_bits, Ordering::Release);
+                // The count last: it is the version word, never behind the buckets.
+                h.count.store(*count, Ordering::Release);
+            }
+            _ => debug_assert!(false, "a remembered value of another kind: {r:?}"),
+        }
+    }
+
     /// Whether expiry removed the series.
     pub(crate) fn is_dead(&self) -> bool {
         self.version_word().load(Ordering::Acquire) & DEAD != 0
@@ -255,7 +306,7 @@ impl HistogramCell {
     #[inline]
     pub(crate) fn bucket_of(&self, v: f64) -> usize {
         let b = &self.bounds;
-        if b.len() <= 16 {
+        if b.len() <= crate::limits::LINEAR_BUCKET_SEARCH {
             b.iter().position(|&x| v <= x).unwrap_or(b.len())
         } else {
             b.partition_point(|&x| x < v)

@@ -52,6 +52,13 @@ fn current() -> Option<(u128, u64)> {
     .flatten()
 }
 
+/// Milliseconds since the Unix epoch, now.
+pub(crate) fn now_unix_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+}
+
 /// Seconds since the Unix epoch, now.
 pub(crate) fn now_unix() -> f64 {
     SystemTime::now()

@@ -97,6 +97,14 @@ impl LabelKey {
     }
 }
 
+impl PartialEq for LabelKey {
+    fn eq(&self, other: &Self) -> bool {
+        self.len == other.len && self.ends == other.ends && self.joined() == other.joined()
+    }
+}
+
+impl Eq for LabelKey {}
+
 impl std::fmt::Debug for LabelKey {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_list().entries(self.values()).finish()

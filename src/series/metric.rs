@@ -6,16 +6,20 @@ use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock, RwLock};
 use std::time::Instant;
 
+use arrayvec::ArrayVec;
+
 use super::cell::{Cell, CellKind, Missed};
-use super::exemplar::{Exemplars, TraceContext};
+use super::exemplar::{self, Exemplars, TraceContext};
 use super::key::LabelKey;
+use super::parked::{GaugeKey, ParkedGauges};
 use super::registry::{is_self_metric, SelfMetrics, Settings};
-use super::store::{self, Store};
+use super::store::{self, Bounds, Store};
 use super::{cache, nanos, Series, OVERFLOW_LABEL, OVERFLOW_SET};
+use crate::catalog::MetricDef;
 use crate::catalog::MetricKind;
 use crate::clock::Clock;
+use crate::limits::MAX_LABELS;
 use crate::otel::Otel;
-use crate::rules::MetricDef;
 use crate::sync::Recover;
 use crate::value::{DropReason, Num};
 
@@ -33,8 +37,8 @@ struct Recording<'a> {
 impl cache::OnSeries<()> for Recording<'_> {
     #[inline(always)]
     fn on(&mut self, s: &Arc<Series>) -> Result<(), Missed> {
-        // The same choice as `record_at`'s closure for the callsite's cache: one helper for
-        // both moved the compiler's inlining and cost other shapes 7-16 instructions.
+        // The same choice as `record_at`'s closure for the callsite's cache, written twice on
+        // purpose: one helper for both changed the compiler's inlining of the other shapes.
         let r = if self.exemplars {
             s.record_traced(self.value, self.trace)
         } else {
@@ -66,6 +70,8 @@ pub(crate) struct Metric {
     exemplars: bool,
     /// The series in exposition order, and the store's change count it was made at.
     render_order: Mutex<(u64, Vec<Arc<Series>>)>,
+    /// Open spans' gauges in the overflow series.
+    parked: ParkedGauges,
 }
 
 impl std::fmt::Debug for Metric {
@@ -110,28 +116,40 @@ impl Metric {
     }
 
     /// The series for `values` (one per label name of `set`, in order) from the metric's table,
-    /// created on first use; past the cardinality limit (after a sweep for idle series), the
-    /// overflow series.
+    /// created on first use; past the cardinality limit or the sample budget (after a sweep
+    /// for idle series), the overflow series.
     pub(crate) fn lookup<V: AsRef<[u8]>>(&self, hash: u64, set: u32, values: &[V]) -> Arc<Series> {
-        let matches = |s: &Series| s.set == set && s.key.eq_values(values);
-        if let Some(s) = self.store.find(hash, matches) {
+        if let Some(s) = self.find_or_add(hash, set, values, true) {
             return s;
         }
+        self.overflow()
+    }
+
+    /// The series for `values` from the table, created on first use if it fits (after a sweep
+    /// at the limit when `sweep_if_full`); `None` when it does not fit.
+    fn find_or_add<V: AsRef<[u8]>>(
+        &self,
+        hash: u64,
+        set: u32,
+        values: &[V],
+        sweep_if_full: bool,
+    ) -> Option<Arc<Series>> {
+        let matches = |s: &Series| s.set == set && s.key.eq_values(values);
+        if let Some(s) = self.store.find(hash, matches) {
+            return Some(s);
+        }
         if self.store.is_full() {
-            if self.store.claim_limit_sweep(self.clock.now()) {
+            if sweep_if_full && self.store.claim_limit_sweep(self.clock.now()) {
                 self.sweep();
             }
             if self.store.is_full() {
-                return self.overflow();
+                return None;
             }
         }
         // Made outside the table's lock (binding an SDK histogram may log, and that event may
         // come back into the layer); a racing thread's copy wins and ours is dropped.
         let series = Arc::new(self.make_series(hash, set, LabelKey::new(values)));
-        match self.store.insert(series, matches) {
-            Some(s) => s,
-            None => self.overflow(),
-        }
+        self.store.insert(series, matches)
     }
 
     /// The overflow series, counting one folded measurement.
@@ -160,6 +178,8 @@ impl Metric {
             pins: AtomicU32::new(0),
             seen: AtomicU64::new(0),
             changed_at: AtomicU64::new(now),
+            created_ms: AtomicU64::new(exemplar::now_unix_ms()),
+            continued_from: AtomicU64::new(0),
             otel,
             attrs: OnceLock::new(),
             exemplars: self.exemplars.then(|| Exemplars::new(&self.cell_kind)),
@@ -170,10 +190,14 @@ impl Metric {
     /// `dchat_telemetry_series_expired_total`.
     pub(crate) fn sweep(&self) -> store::Swept {
         let swept = self.store.sweep(self.clock.now());
-        if swept.expired > 0 {
-            if let Some(sm) = &self.self_metrics {
+        if let Some(sm) = &self.self_metrics {
+            if swept.expired > 0 {
                 sm.series_expired
                     .record(0, &[&self.def.name], Num::U64(swept.expired as u64));
+            }
+            if swept.forgotten > 0 {
+                sm.series_forgotten
+                    .record(0, &[&self.def.name], Num::U64(swept.forgotten as u64));
             }
         }
         swept
@@ -232,7 +256,14 @@ impl Metric {
 
     /// Adds 1 to the gauge series for `values` and pins it until the span closes; the series
     /// (to take back down with [`Metric::close_gauge`]), or `None` when the value was dropped.
-    pub(crate) fn open_gauge<V: AsRef<[u8]>>(&self, set: u32, values: &[V]) -> Option<Arc<Series>> {
+    /// A gauge that lands in the overflow series is parked there under `at`, to move to its
+    /// own series once there is room ([`Metric::move_parked`]).
+    pub(crate) fn open_gauge<V: AsRef<[u8]>>(
+        &self,
+        set: u32,
+        values: &[V],
+        at: impl FnOnce() -> GaugeKey,
+    ) -> Option<Arc<Series>> {
         let hash = self.hash_values(set, values);
         let r = cache::with_series(self, hash, set, values, |s: &Arc<Series>| {
             s.pin();
@@ -245,7 +276,12 @@ impl Metric {
             }
         });
         match r {
-            Ok(s) => Some(s),
+            Ok(s) => {
+                if s.is_overflow() {
+                    self.park(at(), hash, set, values, &s);
+                }
+                Some(s)
+            }
             Err(reason) => {
                 self.dropped(reason);
                 None
@@ -253,10 +289,65 @@ impl Metric {
         }
     }
 
-    /// Takes a gauge opened by [`Metric::open_gauge`] back down and lets go of it.
-    pub(crate) fn close_gauge(&self, series: &Series) {
-        if let Err(Missed::Dropped(reason)) = series.close_gauge() {
+    #[cold]
+    fn park<V: AsRef<[u8]>>(
+        &self,
+        at: GaugeKey,
+        hash: u64,
+        set: u32,
+        values: &[V],
+        overflow: &Arc<Series>,
+    ) {
+        let key = LabelKey::new(values);
+        self.parked.park(at, hash, set, key, Arc::clone(overflow));
+    }
+
+    /// Takes gauge `at`, opened by [`Metric::open_gauge`] in `series`, back down wherever its
+    /// +1 is now, and lets go of it.
+    pub(crate) fn close_gauge(&self, series: &Series, at: impl FnOnce() -> GaugeKey) {
+        let r = if series.is_overflow() {
+            self.parked
+                .close(at())
+                .unwrap_or_else(|| series.close_gauge())
+        } else {
+            series.close_gauge()
+        };
+        if let Err(Missed::Dropped(reason)) = r {
             self.dropped(reason);
+        }
+    }
+
+    /// Moves parked gauges (open spans' +1 in the overflow series) to their own series while
+    /// there is room. Holds the render's lock of this metric meanwhile, so no exposition shows
+    /// a gauge in both series or in neither. Returns how many moved.
+    pub(crate) fn move_parked(&self) -> usize {
+        if self.parked.none_waiting() {
+            return 0;
+        }
+        let _render = self.render_order.lock().recover();
+        let moved = self.parked.move_out(|hash, set, key| {
+            let values: ArrayVec<&str, MAX_LABELS> = key.values().take(MAX_LABELS).collect();
+            self.find_or_add(hash, set, &values, false)
+        });
+        if moved > 0 {
+            if let Some(o) = self.store.overflow_series() {
+                // Its idle time starts now, not at the next sweep that notices the change.
+                o.note_changed(self.clock.now());
+            }
+        }
+        moved
+    }
+
+    /// Creates the series of `values` (label set 0) now, at 0, and keeps it for good (pinned:
+    /// it never expires); `false` when it does not fit the limit or the budget.
+    pub(crate) fn predeclare(&self, values: &[&str]) -> bool {
+        let hash = self.hash_values(0, values);
+        match self.find_or_add(hash, 0, values, false) {
+            Some(s) => {
+                s.pin();
+                true
+            }
+            None => false,
         }
     }
 
@@ -355,6 +446,16 @@ pub(super) fn build_metric(
     };
     let is_self = self_metrics.is_none() || is_self_metric(&def.name);
     let ttl = if is_self { None } else { settings.ttl };
+    let bounds = Bounds {
+        limit,
+        ttl,
+        budget: if is_self {
+            None
+        } else {
+            settings.budget.clone()
+        },
+        cost: samples_per_series(&def.kind, def.buckets.len(), settings.created),
+    };
     let otel_histogram = otel.histogram(&def);
     let exemplars = settings.exemplars
         && !is_self
@@ -364,12 +465,24 @@ pub(super) fn build_metric(
         label_sets: RwLock::new(vec![def.label_names.clone().into()]),
         def,
         cell_kind,
-        store: Store::new(limit, ttl),
+        store: Store::new(bounds),
         hasher: hashbrown::DefaultHashBuilder::default(),
         clock: Arc::clone(&settings.clock),
         self_metrics,
         otel_histogram,
         exemplars,
         render_order: Mutex::new((0, Vec::new())),
+        parked: ParkedGauges::default(),
+    }
+}
+
+/// Samples one series of a metric of `kind` carries in a scrape: a histogram its buckets,
+/// `+Inf`, `_sum` and `_count`; counters and histograms one more for `_created` when exposed.
+pub(crate) fn samples_per_series(kind: &MetricKind, buckets: usize, created: bool) -> usize {
+    let created = usize::from(created);
+    match kind {
+        MetricKind::Counter => 1 + created,
+        MetricKind::Histogram => buckets + 3 + created,
+        MetricKind::UpDownCounter | MetricKind::Gauge | MetricKind::RateGauge => 1,
     }
 }

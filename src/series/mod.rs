@@ -9,17 +9,20 @@
 //! series TTL. The OpenTelemetry SDK sees the same series through the instruments of
 //! [`crate::otel`]; the exposition is rendered from here.
 
+pub(crate) mod budget;
 pub(crate) mod cache;
 pub(crate) mod cell;
 pub(crate) mod exemplar;
 pub(crate) mod key;
 mod metric;
+pub(crate) mod parked;
 pub(crate) mod rate;
 mod registry;
+pub(crate) mod remembered;
 pub(crate) mod store;
 
 pub(crate) use metric::Metric;
-pub(crate) use registry::{integral_counter, Metrics, Settings};
+pub(crate) use registry::{Metrics, Settings};
 
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::sync::OnceLock;
@@ -36,9 +39,7 @@ use key::LabelKey;
 /// The `set` of the overflow series: no label-name list has this id.
 pub(crate) const OVERFLOW_SET: u32 = u32::MAX;
 
-/// The label an overflow series carries (the OpenTelemetry SDK's own convention, as Prometheus
-/// shows it).
-pub(crate) const OVERFLOW_LABEL: &str = "otel_metric_overflow";
+pub(crate) use crate::labels::OVERFLOW_LABEL;
 
 /// One label set of one metric.
 pub(crate) struct Series {
@@ -56,6 +57,13 @@ pub(crate) struct Series {
     /// (clock nanos).
     seen: AtomicU64,
     changed_at: AtomicU64,
+    /// When the label set's first series was created (Unix milliseconds; OpenMetrics
+    /// `_created`), kept across expiry and return.
+    created_ms: AtomicU64,
+    /// A counter's value (an `f64`'s bits for a float counter) when it continued an expired
+    /// series of its label set; 0 otherwise. OpenTelemetry readers that take deltas are
+    /// reported the value less this.
+    continued_from: AtomicU64,
     /// The OpenTelemetry SDK's bound histogram, when a reader besides the exposition wants
     /// histograms (counters and gauges reach the SDK through observable instruments).
     otel: Option<BoundHistogram<f64>>,
@@ -155,21 +163,61 @@ impl Series {
             .fetch_update(Ordering::AcqRel, Ordering::Acquire, |p| p.checked_sub(1));
     }
 
-    /// One sweep's look at this series: notes a change, or removes it (returns `true`) when it
-    /// has been idle for `ttl` and no open span holds it.
-    fn expire_if_idle(&self, now: Duration, ttl: Duration) -> bool {
+    /// One sweep's look at this series: notes a change, or removes it when it has been idle
+    /// for `ttl` and no open span holds it; the version it was removed at.
+    fn expire_if_idle(&self, now: Duration, ttl: Duration) -> Option<u64> {
         let now = nanos(now);
         let v = self.cell.version();
         if v != self.seen.load(Ordering::Acquire) {
             self.seen.store(v, Ordering::Release);
             self.changed_at.store(now, Ordering::Release);
-            return false;
+            return None;
         }
         if self.pins.load(Ordering::Acquire) > 0 {
-            return false;
+            return None;
         }
         let idle = now.saturating_sub(self.changed_at.load(Ordering::Acquire));
-        idle >= nanos(ttl) && self.cell.try_kill(v)
+        (idle >= nanos(ttl) && self.cell.try_kill(v)).then_some(v)
+    }
+
+    /// Marks the series changed at `now` (expiry counts its idle time from there): a change
+    /// the next sweep would otherwise only notice then.
+    pub(crate) fn note_changed(&self, now: Duration) {
+        self.seen.store(self.cell.version(), Ordering::Release);
+        self.changed_at.store(nanos(now), Ordering::Release);
+    }
+
+    /// What this series, removed by expiry at version `killed_at` and clock reading `gone_at`,
+    /// leaves for its label set's next series (counters and histograms only).
+    fn remembered(&self, killed_at: u64, gone_at: u64) -> Option<remembered::Entry> {
+        Some(remembered::Entry {
+            hash: self.hash,
+            set: self.set,
+            key: self.key.clone(),
+            value: self.cell.remember(killed_at)?,
+            created_ms: self.created_ms.load(Ordering::Acquire),
+            gone_at,
+        })
+    }
+
+    /// Starts this new series (nothing recorded into it yet) from what its label set's last
+    /// series held.
+    fn continue_from(&self, e: &remembered::Entry) {
+        self.cell.restore(&e.value);
+        self.created_ms.store(e.created_ms, Ordering::Release);
+        if let remembered::Remembered::Int(n) | remembered::Remembered::Float(n) = e.value {
+            self.continued_from.store(n, Ordering::Release);
+        }
+    }
+
+    /// See [`Series::continued_from`]'s field.
+    pub(crate) fn continued_from(&self) -> u64 {
+        self.continued_from.load(Ordering::Acquire)
+    }
+
+    /// When the label set's first series was created, in Unix seconds.
+    pub(crate) fn created_unix(&self) -> f64 {
+        self.created_ms.load(Ordering::Acquire) as f64 / 1000.0
     }
 }
 

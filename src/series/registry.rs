@@ -5,13 +5,14 @@ use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use super::budget::SampleBudget;
 use super::metric::build_metric;
 use super::Metric;
-use crate::catalog::{self, MetricKind};
+use crate::catalog;
+use crate::catalog::MetricDef;
 use crate::clock::Clock;
 use crate::limits::SELF_METRIC_LIMIT;
 use crate::otel::Otel;
-use crate::rules::MetricDef;
 use crate::sync::Recover;
 use crate::value::{DropReason, Num};
 
@@ -21,6 +22,7 @@ pub(crate) struct SelfMetrics {
     pub(super) label_sets_dropped: Arc<Metric>,
     pub(super) values_dropped: Arc<Metric>,
     pub(super) series_expired: Arc<Metric>,
+    pub(super) series_forgotten: Arc<Metric>,
 }
 
 /// The layer's and the server's own metrics: their series are bounded by the program (one per
@@ -30,30 +32,23 @@ const SELF_METRICS: &[&catalog::MetricInfo] = &[
     &catalog::LABEL_SETS_DROPPED,
     &catalog::VALUES_DROPPED,
     &catalog::SERIES_EXPIRED,
+    &catalog::SERIES_FORGOTTEN,
+    &catalog::SAMPLES,
+    &catalog::SAMPLE_BUDGET,
     &catalog::SERIES,
     &catalog::HEALTH_CHECK_FAILURES,
     &catalog::SCRAPES,
     &catalog::SCRAPE_DURATION,
     &catalog::READY,
     &catalog::FILTER_BLOCKED,
+    &catalog::HTTP_REJECTED,
+    &catalog::OTLP_EXPORT_FAILURES,
+    &catalog::REGISTRY_FAMILIES_SKIPPED,
+    &catalog::BUILD_INFO,
 ];
 
 pub(super) fn is_self_metric(name: &str) -> bool {
     SELF_METRICS.iter().any(|m| m.name == name)
-}
-
-/// Whether a counter fed by these measures only ever adds integers (then it is an exact `u64`).
-pub(crate) fn integral_counter(def: &MetricDef, measures: &[&crate::rules::Measure]) -> bool {
-    use crate::rules::Measure;
-    def.kind == MetricKind::Counter
-        && measures.iter().all(|m| match m {
-            Measure::One => true,
-            Measure::Fields { sources, default } => {
-                sources.iter().all(|(_, s)| *s == 1.0)
-                    && default.is_none_or(|d| d.fract() == 0.0 && d >= 0.0)
-            }
-            _ => false,
-        })
 }
 
 /// How [`Metrics`] makes metrics.
@@ -64,6 +59,12 @@ pub(crate) struct Settings {
     pub(crate) rate_window_secs: u32,
     pub(crate) clock: Arc<dyn Clock>,
     pub(crate) exemplars: bool,
+    /// The node's sample budget, shared by every rule metric (`None`: unbounded, for tests of
+    /// one metric).
+    pub(crate) budget: Option<Arc<SampleBudget>>,
+    /// Whether OpenMetrics scrapes carry `_created` lines (each counter and histogram series
+    /// then costs one sample more).
+    pub(crate) created: bool,
 }
 
 /// Every metric of one `Telemetry`, by name.
@@ -101,12 +102,14 @@ impl Metrics {
             label_sets_dropped: make_self(&catalog::LABEL_SETS_DROPPED),
             values_dropped: make_self(&catalog::VALUES_DROPPED),
             series_expired: make_self(&catalog::SERIES_EXPIRED),
+            series_forgotten: make_self(&catalog::SERIES_FORGOTTEN),
         });
         let mut by_name = BTreeMap::new();
         for m in [
             &self_metrics.label_sets_dropped,
             &self_metrics.values_dropped,
             &self_metrics.series_expired,
+            &self_metrics.series_forgotten,
         ] {
             by_name.insert(m.def.name.clone(), Arc::clone(m));
             otel.observe(m);
@@ -150,6 +153,7 @@ impl Metrics {
             let sm = &self.self_metrics;
             sm.label_sets_dropped.record(0, &[&def.name], Num::U64(0));
             sm.series_expired.record(0, &[&def.name], Num::U64(0));
+            sm.series_forgotten.record(0, &[&def.name], Num::U64(0));
             for reason in DropReason::ALL {
                 sm.values_dropped
                     .record(0, &[&def.name, reason.as_str()], Num::U64(0));
@@ -183,6 +187,8 @@ mod tests {
                 rate_window_secs: 60,
                 clock: Arc::new(clock.clone()),
                 exemplars: false,
+                budget: None,
+                created: false,
             },
             Arc::new(Otel::disabled()),
         )
@@ -268,7 +274,11 @@ mod tests {
             l1.get(0, &[b"a"]).is_some(),
             "the successor took a free slot"
         );
-        assert_eq!(value(&m, "a"), Some(1));
+        assert_eq!(
+            value(&m, "a"),
+            Some(3),
+            "it continued from where it expired"
+        );
         // More values than slots: the callsite goes wide, and every count still lands.
         for i in 0..CALLSITE_SERIES {
             rec(&format!("v{i}"));
@@ -313,10 +323,29 @@ mod tests {
             !l1.is_wide(),
             "v0 came back: no new value, so the others keep their slots"
         );
-        assert_eq!(value(&m, "v0"), Some(1), "it restarted from zero");
+        assert_eq!(
+            value(&m, "v0"),
+            Some(2),
+            "it continued from where it expired"
+        );
         assert!(l1.get(0, &[b"v1"]).is_some());
         rec("new");
         assert!(l1.is_wide(), "a ninth value makes it wide");
+    }
+
+    #[test]
+    fn at_most_the_limit_is_remembered() {
+        let clock = ManualClock::new();
+        let m = errors(10, Some(Duration::from_secs(10)), &clock);
+        for round in 0..5 {
+            for i in 0..10 {
+                m.record(0, &[format!("r{round}-{i}")], Num::U64(1));
+            }
+            m.sweep();
+            clock.advance(Duration::from_secs(11));
+            assert_eq!(m.sweep().expired, 10);
+            assert_eq!(m.store.remembered(), 10, "bounded by the cardinality limit");
+        }
     }
 
     #[test]
@@ -338,13 +367,18 @@ mod tests {
         let m = ms
             .get_or_create(&MetricDef::from_info(&catalog::RELAY_CONNECTIONS), true)
             .unwrap();
-        let s = m.open_gauge(0, &["relay-1"]).unwrap();
+        let at = || crate::series::parked::GaugeKey {
+            layer: 1,
+            span: 1,
+            gauge: 0,
+        };
+        let s = m.open_gauge(0, &["relay-1"], at).unwrap();
         for _ in 0..5 {
             m.sweep();
             clock.advance(Duration::from_secs(100));
         }
         assert_eq!(m.series_count(), 1);
-        m.close_gauge(&s);
+        m.close_gauge(&s, at);
         m.sweep();
         clock.advance(Duration::from_secs(11));
         m.sweep();

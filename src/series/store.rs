@@ -14,13 +14,47 @@ use std::time::Duration;
 
 use hashbrown::HashTable;
 
-use super::Series;
+use super::budget::SampleBudget;
+use super::remembered::{Entry, Gone};
+use super::{nanos, Series};
+use crate::limits::REMEMBERED_FOR;
 
 /// What one sweep did.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct Swept {
     /// Series removed (the overflow series included).
     pub(crate) expired: usize,
+    /// Remembered values of expired series forgotten (past the bound or the horizon).
+    pub(crate) forgotten: usize,
+}
+
+/// The live series, and the remembered values of expired ones (under one lock, so that a
+/// series is remembered and its successor takes the value without a gap between the two).
+#[derive(Debug)]
+struct Tables {
+    live: HashTable<Arc<Series>>,
+    gone: Gone,
+}
+
+/// The overflow series, and what it held when it last expired.
+#[derive(Debug, Default)]
+struct Overflow {
+    live: Option<Arc<Series>>,
+    gone: Option<Entry>,
+}
+
+/// How a [`Store`] bounds its series.
+#[derive(Debug, Clone)]
+pub(crate) struct Bounds {
+    /// Series in the table at most (the cardinality limit).
+    pub(crate) limit: usize,
+    /// `None`: series never expire.
+    pub(crate) ttl: Option<Duration>,
+    /// The node's sample budget, which every series of the metric draws from (`None` for the
+    /// self-metrics, bounded by the program).
+    pub(crate) budget: Option<Arc<SampleBudget>>,
+    /// Samples one series of the metric carries in a scrape.
+    pub(crate) cost: usize,
 }
 
 #[derive(Debug)]
@@ -28,8 +62,10 @@ pub(crate) struct Store {
     pub(crate) limit: usize,
     /// `None`: series never expire.
     pub(crate) ttl: Option<Duration>,
-    map: RwLock<HashTable<Arc<Series>>>,
-    overflow: Mutex<Option<Arc<Series>>>,
+    budget: Option<Arc<SampleBudget>>,
+    cost: usize,
+    map: RwLock<Tables>,
+    overflow: Mutex<Overflow>,
     /// Bumped whenever a series is added or removed (the render keeps its sorted order while
     /// this stays the same).
     changes: AtomicU64,
@@ -40,12 +76,21 @@ pub(crate) struct Store {
 }
 
 impl Store {
-    pub(crate) fn new(limit: usize, ttl: Option<Duration>) -> Self {
+    pub(crate) fn new(bounds: Bounds) -> Self {
+        if let Some(b) = &bounds.budget {
+            b.reserve(bounds.cost); // the overflow series
+        }
         Store {
-            limit,
-            ttl,
-            map: RwLock::new(HashTable::new()),
-            overflow: Mutex::new(None),
+            limit: bounds.limit,
+            ttl: bounds.ttl,
+            map: RwLock::new(Tables {
+                live: HashTable::new(),
+                // As many remembered as live: memory stays within twice the limit's.
+                gone: Gone::new(bounds.limit),
+            }),
+            budget: bounds.budget,
+            cost: bounds.cost,
+            overflow: Mutex::new(Overflow::default()),
             changes: AtomicU64::new(0),
             last_limit_sweep: AtomicU64::new(0),
             len: AtomicUsize::new(0),
@@ -57,6 +102,7 @@ impl Store {
         self.map
             .read()
             .recover()
+            .live
             .find(hash, |s| matches(s))
             .cloned()
     }
@@ -66,43 +112,79 @@ impl Store {
         self.len.load(Ordering::Acquire)
     }
 
-    /// Whether the table is at its limit.
-    pub(crate) fn is_full(&self) -> bool {
-        self.len() >= self.limit
+    /// Remembered values of expired series.
+    #[cfg(test)]
+    pub(crate) fn remembered(&self) -> usize {
+        self.map.read().recover().gone.len()
     }
 
-    /// Adds `series` unless the same key was added meanwhile (then that one is returned) or the
-    /// table is full (then `None`).
+    /// Whether a new series would not fit: the table is at its limit, or the node's sample
+    /// budget has no room for it.
+    pub(crate) fn is_full(&self) -> bool {
+        self.len() >= self.limit || self.budget.as_ref().is_some_and(|b| !b.has_room(self.cost))
+    }
+
+    /// Adds `series` unless the same key was added meanwhile (then that one is returned) or
+    /// it does not fit (then `None`). A series whose label set expired before continues from
+    /// the remembered value.
     pub(crate) fn insert(
         &self,
         series: Arc<Series>,
         matches: impl Fn(&Series) -> bool,
     ) -> Option<Arc<Series>> {
-        let mut map = self.map.write().recover();
-        if let Some(s) = map.find(series.hash, |s| matches(s)) {
+        let mut tables = self.map.write().recover();
+        if let Some(s) = tables.live.find(series.hash, |s| matches(s)) {
             return Some(Arc::clone(s));
         }
-        if map.len() >= self.limit {
+        if tables.live.len() >= self.limit {
             return None;
         }
-        map.insert_unique(series.hash, Arc::clone(&series), |s| s.hash);
-        self.len.store(map.len(), Ordering::Release);
+        if let Some(b) = &self.budget {
+            if !b.try_take(self.cost) {
+                return None;
+            }
+        }
+        let remembered = tables
+            .gone
+            .take(series.hash, |e| e.set == series.set && e.key == series.key);
+        if let Some(e) = remembered {
+            series.continue_from(&e);
+        }
+        tables
+            .live
+            .insert_unique(series.hash, Arc::clone(&series), |s| s.hash);
+        self.len.store(tables.live.len(), Ordering::Release);
         self.changes.fetch_add(1, Ordering::AcqRel);
         Some(series)
     }
 
-    /// The overflow series, made by `make` on first use (and again after it expired).
+    /// The overflow series, made by `make` on first use (and again after it expired, then
+    /// continuing from where it was).
     pub(crate) fn overflow(&self, make: impl FnOnce() -> Arc<Series>) -> Arc<Series> {
         let mut o = self.overflow.lock().recover();
-        match &*o {
+        match &o.live {
             Some(s) if !s.cell.is_dead() => Arc::clone(s),
             _ => {
                 let s = make();
-                *o = Some(Arc::clone(&s));
+                if let Some(e) = o.gone.take() {
+                    s.continue_from(&e);
+                }
+                o.live = Some(Arc::clone(&s));
                 self.changes.fetch_add(1, Ordering::AcqRel);
                 s
             }
         }
+    }
+
+    /// The overflow series if it is live.
+    pub(crate) fn overflow_series(&self) -> Option<Arc<Series>> {
+        self.overflow
+            .lock()
+            .recover()
+            .live
+            .as_ref()
+            .filter(|s| !s.cell.is_dead())
+            .cloned()
     }
 
     /// Whether a sweep at the limit is due (at most one per
@@ -111,8 +193,8 @@ impl Store {
         if self.ttl.is_none() {
             return false;
         }
-        let now = u64::try_from(now.as_nanos()).unwrap_or(u64::MAX);
-        let every = crate::limits::SWEEP_AT_LIMIT_EVERY.as_nanos() as u64;
+        let now = nanos(now);
+        let every = nanos(crate::limits::SWEEP_AT_LIMIT_EVERY);
         let last = self.last_limit_sweep.load(Ordering::Acquire);
         (last == 0 || now.saturating_sub(last) >= every)
             && self
@@ -121,27 +203,46 @@ impl Store {
                 .is_ok()
     }
 
-    /// Removes the series idle for the TTL at time `now`: unpinned ones whose version has not
-    /// moved since the sweep that last saw it move, at least the TTL ago.
+    /// Removes the series idle for the TTL at time `now` (unpinned ones whose version has not
+    /// moved since the sweep that last saw it move, at least the TTL ago), remembering what
+    /// the counters and histograms among them held; forgets remembered values past the bound
+    /// and the horizon.
     pub(crate) fn sweep(&self, now: Duration) -> Swept {
         let Some(ttl) = self.ttl else {
             return Swept::default();
         };
+        let at = nanos(now);
         let mut swept = Swept::default();
         {
-            let mut map = self.map.write().recover();
-            map.retain(|s| {
-                let expired = s.expire_if_idle(now, ttl);
-                swept.expired += usize::from(expired);
-                !expired
+            let mut tables = self.map.write().recover();
+            let mut gone = Vec::new();
+            tables.live.retain(|s| match s.expire_if_idle(now, ttl) {
+                Some(killed_at) => {
+                    gone.extend(s.remembered(killed_at, at));
+                    swept.expired += 1;
+                    false
+                }
+                None => true,
             });
-            self.len.store(map.len(), Ordering::Release);
+            self.len.store(tables.live.len(), Ordering::Release);
+            swept.forgotten += tables.gone.remember(gone);
+            swept.forgotten += tables.gone.forget_older(at, REMEMBERED_FOR);
+        }
+        if let Some(b) = &self.budget {
+            b.give(swept.expired * self.cost);
         }
         {
             let mut o = self.overflow.lock().recover();
-            if o.as_ref().is_some_and(|s| s.expire_if_idle(now, ttl)) {
-                *o = None;
+            if let Some(killed_at) = o.live.as_ref().and_then(|s| s.expire_if_idle(now, ttl)) {
+                o.gone = o.live.take().and_then(|s| s.remembered(killed_at, at));
                 swept.expired += 1;
+            }
+            if o.gone
+                .as_ref()
+                .is_some_and(|e| at.saturating_sub(e.gone_at) >= nanos(REMEMBERED_FOR))
+            {
+                o.gone = None;
+                swept.forgotten += 1;
             }
         }
         if swept.expired > 0 {
@@ -157,8 +258,8 @@ impl Store {
 
     /// Every live series, the overflow series last.
     pub(crate) fn snapshot(&self) -> Vec<Arc<Series>> {
-        let mut out: Vec<Arc<Series>> = self.map.read().recover().iter().cloned().collect();
-        if let Some(o) = self.overflow.lock().recover().as_ref() {
+        let mut out: Vec<Arc<Series>> = self.map.read().recover().live.iter().cloned().collect();
+        if let Some(o) = self.overflow.lock().recover().live.as_ref() {
             out.push(Arc::clone(o));
         }
         out
@@ -166,10 +267,10 @@ impl Store {
 
     /// Calls `f` with every live series, under the table's read lock (no clones).
     pub(crate) fn for_each(&self, mut f: impl FnMut(&Arc<Series>)) {
-        for s in self.map.read().recover().iter() {
+        for s in self.map.read().recover().live.iter() {
             f(s);
         }
-        if let Some(o) = self.overflow.lock().recover().as_ref() {
+        if let Some(o) = self.overflow.lock().recover().live.as_ref() {
             f(o);
         }
     }

@@ -2,6 +2,10 @@
 //! around it, and a small reader of the text exposition.
 #![allow(dead_code)]
 
+pub(crate) mod gate;
+pub(crate) mod otlp;
+pub(crate) mod tls;
+
 use dchat_telemetry::{Rules, Telemetry};
 use tracing_subscriber::prelude::*;
 
@@ -218,13 +222,18 @@ pub(crate) fn http_raw(addr: std::net::SocketAddr, request: &[u8]) -> std::io::R
     s.write_all(request)?;
     let mut buf = Vec::new();
     s.read_to_end(&mut buf)?;
+    parse_response(&buf)
+}
+
+/// Status, lower-cased headers and (de-chunked) body of a whole HTTP/1.1 response.
+pub(crate) fn parse_response(buf: &[u8]) -> std::io::Result<Response> {
     let split = buf
         .windows(4)
         .position(|w| w == b"\r\n\r\n")
         .ok_or_else(|| {
             std::io::Error::new(
                 std::io::ErrorKind::InvalidData,
-                format!("no header end in {:?}", String::from_utf8_lossy(&buf)),
+                format!("no header end in {:?}", String::from_utf8_lossy(buf)),
             )
         })?;
     let head = String::from_utf8_lossy(&buf[..split]).to_string();
@@ -442,4 +451,40 @@ pub(crate) fn first_status(addr: std::net::SocketAddr, path: &str) -> Option<u16
         std::thread::sleep(std::time::Duration::from_millis(25));
     }
     None
+}
+
+/// A blocking TCP connection to `addr` from the local address `source` (any 127.0.0.0/8 address
+/// works on Linux loopback), so that one test can be several clients.
+pub(crate) fn connect_from(
+    source: std::net::IpAddr,
+    addr: std::net::SocketAddr,
+) -> std::io::Result<std::net::TcpStream> {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    let stream = rt.block_on(async {
+        let socket = tokio::net::TcpSocket::new_v4()?;
+        socket.bind(std::net::SocketAddr::new(source, 0))?;
+        tokio::time::timeout(std::time::Duration::from_secs(5), socket.connect(addr))
+            .await
+            .map_err(|_| std::io::Error::from(std::io::ErrorKind::TimedOut))?
+    })?;
+    let stream = stream.into_std()?;
+    stream.set_nonblocking(false)?;
+    stream.set_read_timeout(Some(std::time::Duration::from_secs(10)))?;
+    Ok(stream)
+}
+
+/// `GET path` (Connection: close) from the local address `source`.
+pub(crate) fn http_get_from(
+    source: std::net::IpAddr,
+    addr: std::net::SocketAddr,
+    path: &str,
+) -> std::io::Result<Response> {
+    use std::io::{Read, Write};
+    let mut s = connect_from(source, addr)?;
+    s.write_all(format!("GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").as_bytes())?;
+    let mut buf = Vec::new();
+    s.read_to_end(&mut buf)?;
+    parse_response(&buf)
 }

@@ -1,8 +1,9 @@
 //! Smoke test of dchat-telemetry inside an application whose graph has `prometheus` 0.14,
 //! `tracing-subscriber` (env-filter, fmt, json), `axum` 0.8, `tokio` (full) and
-//! `opentelemetry`/`opentelemetry_sdk` 0.33 with their default features: the crate builds, its
-//! layer counts beside a JSON fmt layer, its routes merge into an axum app next to a prometheus
-//! registry of the application's own, and a real scrape over loopback returns both.
+//! `opentelemetry`/`opentelemetry_sdk` 0.33 with their default features, and dchat-telemetry's
+//! optional features on: the crate builds, its layer counts beside a JSON fmt layer, its routes
+//! merge into an axum app, the application's prometheus and prometheus-client registries show in
+//! its /metrics, and a real scrape over loopback returns them all.
 
 use std::io::{Read, Write};
 use std::time::Duration;
@@ -12,8 +13,23 @@ use tracing_subscriber::EnvFilter;
 
 #[tokio::main]
 async fn main() {
+    // The application's own prometheus registry (the `protobuf` feature is on in this graph),
+    // and a prometheus-client one (libp2p's kind), both shown in the telemetry's /metrics.
+    let registry = prometheus::Registry::new();
+    let own = prometheus::IntCounter::new("consumer_requests_total", "Requests.").unwrap();
+    registry.register(Box::new(own.clone())).unwrap();
+    own.inc();
+    let families = registry.gather();
+    assert_eq!(families.len(), 1, "the application's registry works too");
+    let mut p2p = prometheus_client::registry::Registry::default();
+    let dials: prometheus_client::metrics::counter::Counter = Default::default();
+    p2p.register("consumer_dials", "Dials.", dials.clone());
+    dials.inc_by(2);
+
     let telemetry = dchat_telemetry::Telemetry::builder()
         .with_node_id("consumer")
+        .with_prometheus_registry("app", registry)
+        .with_prometheus_client_registry("p2p", std::sync::Arc::new(std::sync::Mutex::new(p2p)))
         .without_env()
         .build()
         .expect("telemetry builds");
@@ -26,14 +42,6 @@ async fn main() {
         )
         .with(telemetry.layer())
         .init();
-
-    // The application's own prometheus registry (the `protobuf` feature is on in this graph).
-    let registry = prometheus::Registry::new();
-    let own = prometheus::IntCounter::new("consumer_requests_total", "Requests.").unwrap();
-    registry.register(Box::new(own.clone())).unwrap();
-    own.inc();
-    let families = registry.gather();
-    assert_eq!(families.len(), 1, "the application's registry works too");
 
     // The application's own OpenTelemetry instruments on the telemetry's meter provider
     // (opentelemetry and opentelemetry_sdk with their default features).
@@ -70,5 +78,9 @@ async fn main() {
     let line = r#"dchat_messages_sent_total{channel="general",node_id="consumer",service="dchat"} 3"#;
     assert!(body.contains(line), "{body}");
     assert!(body.contains("process_resident_memory_bytes"), "{body}");
+    let line = r#"consumer_requests_total{node_id="consumer",service="dchat"} 1"#;
+    assert!(body.contains(line), "{body}");
+    let line = r#"consumer_dials_total{node_id="consumer",service="dchat"} 2"#;
+    assert!(body.contains(line), "{body}");
     println!("consumer: dchat-telemetry builds and serves in this dependency graph ({addr})");
 }
