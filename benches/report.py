@@ -45,8 +45,6 @@ SHAPES = [
      "event/ours/histogram_event",
      [("tracing-opentelemetry", "event/tracing_otel/histogram_event"),
       ("OpenTelemetry SDK `histogram.record`", "event/otel_sdk/histogram_record")]),
-    ("dchat's `message.received` (a counter and a histogram)",
-     "event/ours/message_received_event", []),
     ("An event no rule matches",
      "event/ours/unmatched_event",
      [("tracing-opentelemetry", "event/tracing_otel/unmatched_event"),
@@ -57,8 +55,6 @@ SHAPES = [
       ("the same behind a per-layer filter", "event/span_timer_prometheus_filtered/db_query_span_under_node"),
       ("floor: a do-nothing layer", "event/floor_plain_noop_layer/db_query_span"),
       ("floor: a do-nothing layer behind a per-layer filter", "event/floor_filtered_noop_layer/db_query_span")]),
-    ("A `relay.connection` span (opened and closed)",
-     "event/ours/relay_span_open_close", []),
     ("Two threads on one series (per op, per thread)",
      "two_threads_one_series/ours",
      [("OpenTelemetry SDK", "two_threads_one_series/otel_sdk"),
@@ -68,13 +64,18 @@ SHAPES = [
      "two_threads_own_series/ours/2",
      [("ours, one thread", "two_threads_own_series/ours/1"),
       ("metrics-rs, two threads", "two_threads_own_series/metrics_rs/2")]),
-] + [
-    (f"A render of {n:,} series",
-     f"render/ours/{n}",
-     [("metrics-exporter-prometheus", f"render/metrics_exporter_prometheus/{n}"),
-      ("opentelemetry-prometheus", f"render/opentelemetry_prometheus/{n}")])
-    for n in (1000, 10000, 50000, 200000)
 ]
+
+# Shapes no peer has: (what, benchmark).
+ALONE = [
+    ("dchat's `message.received` (a counter and a histogram)", "event/ours/message_received_event"),
+    ("a `relay.connection` span, opened and closed", "event/ours/relay_span_open_close"),
+]
+
+# A render (one scrape's exposition) by series count, against each exporter's own render.
+RENDER_SIZES = (1000, 10000, 50000, 200000)
+RENDER_PEERS = [("metrics-exporter-prometheus", "render/metrics_exporter_prometheus/{n}"),
+                ("opentelemetry-prometheus", "render/opentelemetry_prometheus/{n}")]
 
 
 def medians(root=CRITERION):
@@ -111,16 +112,29 @@ def read_tsv(path):
     return rows
 
 
+def ratio(m, ours, peer):
+    return f"{m[ours] / m[peer]:.2f}x" if ours in m and m.get(peer) else "-"
+
+
 def tables(m):
     lines = []
     for title, ours, peers in SHAPES:
         lines += [f"### {title}", "", "| | median | ours / this |", "| --- | --- | --- |",
                   f"| **dchat-telemetry** | **{shown(m.get(ours))}** | |"]
         for name, bench in peers:
-            peer = m.get(bench)
-            ratio = f"{m[ours] / peer:.2f}x" if ours in m and peer else "-"
-            lines.append(f"| {name} | {shown(peer)} | {ratio} |")
+            lines.append(f"| {name} | {shown(m.get(bench))} | {ratio(m, ours, bench)} |")
         lines.append("")
+    lines += ["### Shapes no peer has", "", "| | median |", "| --- | --- |"]
+    lines += [f"| {what} | {shown(m.get(bench))} |" for what, bench in ALONE]
+    lines += ["", "### A render of the whole exposition", ""]
+    lines.append("| series | **dchat-telemetry** | "
+                 + " | ".join(f"{name} | ours / this" for name, _ in RENDER_PEERS) + " |")
+    lines.append("| --- | --- |" + " --- | --- |" * len(RENDER_PEERS))
+    for n in RENDER_SIZES:
+        ours = f"render/ours/{n}"
+        cells = [f"{shown(m.get(b.format(n=n)))} | {ratio(m, ours, b.format(n=n))}" for _, b in RENDER_PEERS]
+        lines.append(f"| {n:,} | **{shown(m.get(ours))}** | " + " | ".join(cells) + " |")
+    lines.append("")
     return lines
 
 

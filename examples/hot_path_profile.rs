@@ -9,7 +9,8 @@
 //! ```
 //! Instructions per operation: the second total minus the first, divided by 200,000. Counting
 //! only inside the dispatcher scope leaves out set-up, and the clock's calibration with its
-//! noise (`render` runs outside that scope: count it without the toggle). For a profile by
+//! noise (`render` runs outside that scope: toggle on `dchat_telemetry::telemetry::Telemetry::render`
+//! instead, as `scripts/instructions` does). For a profile by
 //! function, write the output to a file and run `callgrind_annotate`.
 //! Shapes: `counter` (own + inherited label), `counter_100` and `counter_1000` (dchat's
 //! `message.sent` whose channel cycles through 100 or 1000 values; `sdk_add_100` and

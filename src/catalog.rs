@@ -29,10 +29,64 @@ impl MetricKind {
     /// The `# TYPE` word Prometheus shows for this kind.
     #[must_use]
     pub fn prometheus_type(self) -> &'static str {
-        match self {
-            MetricKind::Counter => "counter",
-            MetricKind::Histogram => "histogram",
-            MetricKind::UpDownCounter | MetricKind::Gauge | MetricKind::RateGauge => "gauge",
+        FamilyType::of(self).word(false)
+    }
+}
+
+/// The type of an exposed family: the catalogue's kinds, and the other types another
+/// registry's families may have.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum FamilyType {
+    Counter,
+    Gauge,
+    Histogram,
+    /// Another registry's summary.
+    Summary,
+    /// `TYPE info` in OpenMetrics (the family named without `_info`), a gauge in the text format.
+    Info,
+    /// Another registry's state set: a gauge in the text format.
+    StateSet,
+    /// `unknown` in OpenMetrics, `untyped` in the text format.
+    Unknown,
+}
+
+impl FamilyType {
+    /// The family type of a metric of `kind`.
+    pub(crate) fn of(kind: MetricKind) -> FamilyType {
+        match kind {
+            MetricKind::Counter => FamilyType::Counter,
+            MetricKind::Histogram => FamilyType::Histogram,
+            MetricKind::UpDownCounter | MetricKind::Gauge | MetricKind::RateGauge => {
+                FamilyType::Gauge
+            }
+        }
+    }
+
+    /// The type a `# TYPE` word names, in either format (`untyped` and `unknown` alike).
+    pub(crate) fn from_word(word: &str) -> Option<FamilyType> {
+        Some(match word {
+            "counter" => FamilyType::Counter,
+            "gauge" => FamilyType::Gauge,
+            "histogram" => FamilyType::Histogram,
+            "summary" => FamilyType::Summary,
+            "info" => FamilyType::Info,
+            "stateset" => FamilyType::StateSet,
+            "unknown" | "untyped" => FamilyType::Unknown,
+            _ => return None,
+        })
+    }
+
+    /// The `# TYPE` word: in OpenMetrics (`openmetrics`), else in the text format 0.0.4.
+    pub(crate) fn word(self, openmetrics: bool) -> &'static str {
+        match (self, openmetrics) {
+            (FamilyType::Counter, _) => "counter",
+            (FamilyType::Gauge, _) | (FamilyType::Info | FamilyType::StateSet, false) => "gauge",
+            (FamilyType::Histogram, _) => "histogram",
+            (FamilyType::Summary, _) => "summary",
+            (FamilyType::Info, true) => "info",
+            (FamilyType::StateSet, true) => "stateset",
+            (FamilyType::Unknown, true) => "unknown",
+            (FamilyType::Unknown, false) => "untyped",
         }
     }
 }
@@ -505,11 +559,11 @@ mod tests {
             assert!(crate::labels::is_valid_metric_name(m.name), "{}", m.name);
             assert_eq!(
                 m.kind == MetricKind::Counter,
-                m.name.ends_with("_total"),
+                m.name.ends_with(crate::labels::COUNTER_SUFFIX),
                 "{}",
                 m.name
             );
-            let base = m.name.strip_suffix("_total").unwrap_or(m.name);
+            let base = crate::labels::counter_family(m.name);
             assert_eq!(
                 m.unit == "seconds",
                 base.ends_with("_seconds"),

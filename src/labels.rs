@@ -21,6 +21,14 @@ pub(crate) fn counter_family(name: &str) -> &str {
     name.strip_suffix(COUNTER_SUFFIX).unwrap_or(name)
 }
 
+/// The suffix of an info metric's name (`dchat_build_info`); OpenMetrics names its family without.
+pub(crate) const INFO_SUFFIX: &str = "_info";
+
+/// The OpenMetrics family of info metric `name`: without its `_info`.
+pub(crate) fn info_family(name: &str) -> &str {
+    name.strip_suffix(INFO_SUFFIX).unwrap_or(name)
+}
+
 /// Whether `name` is a valid Prometheus metric name (`[a-zA-Z_:][a-zA-Z0-9_:]*`) that is not
 /// reserved (names starting with `__` are for Prometheus' internal use).
 #[must_use]

@@ -49,6 +49,10 @@ pub(crate) const SPAN_FIELDS: usize = 8;
 /// Bytes of label values one span keeps; a value that does not fit is cut.
 pub(crate) const SPAN_BYTES: usize = 256;
 
+/// Label fields one event or span looks up in its enclosing spans at once; a label draws on a
+/// handful of fields, and one whose fields are past this many takes its fallback.
+pub(crate) const INHERITED_FIELDS: usize = 16;
+
 /// 2^53: every integer up to it is exact as an `f64`, the type of Prometheus' samples.
 pub(crate) const F64_EXACT_INTEGERS: u64 = 1 << 53;
 

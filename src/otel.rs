@@ -36,8 +36,7 @@ use opentelemetry_sdk::Resource;
 use crate::catalog::MetricDef;
 use crate::catalog::MetricKind;
 use crate::series::cell::{CellKind, Reading};
-use crate::series::key::LabelKey;
-use crate::series::{Metric, Series, OVERFLOW_SET};
+use crate::series::{attributes, Metric, Observer, Series};
 use crate::sync::Recover;
 use crate::Error;
 
@@ -136,19 +135,6 @@ impl Otel {
         })
     }
 
-    /// No reader: nothing is registered or fed (tests).
-    #[cfg(test)]
-    pub(crate) fn disabled() -> Self {
-        let provider = SdkMeterProvider::builder().build();
-        let meter = provider.meter("dchat-telemetry");
-        Otel {
-            provider,
-            meter,
-            enabled: false,
-            delta_counters: false,
-        }
-    }
-
     /// Whether any reader was given.
     pub(crate) fn is_enabled(&self) -> bool {
         self.enabled
@@ -158,8 +144,15 @@ impl Otel {
         &self.provider
     }
 
+    /// Flushes the readers and stops the provider.
+    pub(crate) fn shutdown(&self) {
+        let _ = self.provider.shutdown();
+    }
+}
+
+impl Observer for Otel {
     /// The SDK histogram a histogram metric's series bind to (with readers only).
-    pub(crate) fn histogram(&self, def: &MetricDef) -> Option<Histogram<f64>> {
+    fn histogram(&self, def: &MetricDef) -> Option<Histogram<f64>> {
         (self.enabled && def.kind == MetricKind::Histogram).then(|| {
             self.meter
                 .f64_histogram(def.name.clone())
@@ -173,7 +166,7 @@ impl Otel {
     /// Registers the observable instrument that reports `metric`'s series (with readers only;
     /// histograms have their synchronous instrument instead). The callback holds the metric
     /// weakly.
-    pub(crate) fn observe(&self, metric: &Arc<Metric>) {
+    fn metric_made(&self, metric: &Arc<Metric>) {
         if !self.enabled {
             return;
         }
@@ -214,11 +207,6 @@ impl Otel {
             CellKind::Histogram(_) => {}
         }
     }
-
-    /// Flushes the readers and stops the provider.
-    pub(crate) fn shutdown(&self) {
-        let _ = self.provider.shutdown();
-    }
 }
 
 /// Calls `observe` with every live series of the metric, its value and its attributes.
@@ -251,18 +239,6 @@ fn since_continued(s: &Series, v: Reading) -> Reading {
         Reading::Counter(x) => Reading::Counter(x - f64::from_bits(s.continued_from())),
         other => other,
     }
-}
-
-/// The attributes of a series: its labels by name, or the overflow marker.
-pub(crate) fn attributes(names: &[String], set: u32, key: &LabelKey) -> Vec<KeyValue> {
-    if set == OVERFLOW_SET {
-        return vec![KeyValue::new("otel.metric.overflow", true)];
-    }
-    names
-        .iter()
-        .zip(key.values())
-        .map(|(k, v)| KeyValue::new(k.clone(), v.to_owned()))
-        .collect()
 }
 
 /// The unit in UCUM, as OpenTelemetry expects it: `seconds` is `s`, `1` none, words become

@@ -130,7 +130,7 @@ impl Telemetry {
                 budget: Some(Arc::clone(&budget)),
                 created: config.created_timestamps,
             },
-            Arc::clone(&otel),
+            Arc::clone(&otel) as Arc<dyn crate::series::Observer>,
         ));
         let compiled = Compiled::new(&config.effective_rules(), Arc::clone(&metrics))?;
         compiled.predeclare()?;

@@ -13,9 +13,10 @@ use std::sync::Arc;
 
 use arrayvec::ArrayVec;
 
-use crate::catalog::{self, MetricKind};
+use crate::catalog::{self, MetricDef, MetricKind};
 use crate::limits::MAX_LABELS;
 use crate::series::cell::Reading;
+use crate::series::exemplar::Exemplar;
 use crate::series::{Metric, Series, OVERFLOW_LABEL, OVERFLOW_SET};
 pub(crate) use negotiate::negotiate;
 use writer::{Label, Le, Type, Value, Writer};
@@ -177,14 +178,6 @@ impl Exposition {
     }
 }
 
-fn type_of(kind: MetricKind) -> Type {
-    match kind {
-        MetricKind::Counter => Type::Counter,
-        MetricKind::Histogram => Type::Histogram,
-        MetricKind::UpDownCounter | MetricKind::Gauge | MetricKind::RateGauge => Type::Gauge,
-    }
-}
-
 /// A series' labels by name (sorted), values unescaped.
 fn own_labels<'s>(
     names: &'s [String],
@@ -199,7 +192,8 @@ fn own_labels<'s>(
     // A metric has at most MAX_LABELS labels, so every push fits.
     for &i in order.iter().take(MAX_LABELS) {
         if let Some(n) = names.get(i) {
-            let _ = out.try_push((n.as_str(), s.key.get(i)));
+            let pushed = out.try_push((n.as_str(), s.key.get(i)));
+            debug_assert!(pushed.is_ok(), "more labels than MAX_LABELS");
         }
     }
     out
@@ -220,28 +214,14 @@ fn write_stored(
     let ty = if def.name == catalog::BUILD_INFO.name {
         Type::Info
     } else {
-        type_of(def.kind)
+        Type::of(def.kind)
     };
     w.family(&def.name, ty, &def.unit, &def.help);
-    let name = def.name.as_str();
-    // OpenMetrics' `_created` sample is named after the family (a counter's without `_total`).
-    let family = crate::labels::counter_family(name);
-    let monotonic = matches!(def.kind, MetricKind::Counter | MetricKind::Histogram);
-    // Label names and their sorted order, per label set (rule metrics have one).
-    let mut sets: Vec<(u32, Arc<[String]>, Vec<usize>)> = Vec::new();
+    let created = created && matches!(def.kind, MetricKind::Counter | MetricKind::Histogram);
     let exemplars = format == Format::OpenMetrics;
+    let mut orders = LabelOrders::default();
     for s in series {
-        let (names, order) = match sets.iter().position(|(id, _, _)| *id == s.set) {
-            Some(i) => (&sets[i].1, &sets[i].2),
-            None => {
-                let names = m.label_names(s.set);
-                let mut order: Vec<usize> = (0..names.len()).collect();
-                order.sort_by(|&a, &b| names[a].cmp(&names[b]));
-                sets.push((s.set, names, order));
-                let last = &sets[sets.len() - 1];
-                (&last.1, &last.2)
-            }
-        };
+        let (names, order) = orders.of(m, s.set);
         let labels = own_labels(names, order, s);
         let exemplar = |i: usize| {
             if exemplars {
@@ -250,72 +230,85 @@ fn write_stored(
                 None
             }
         };
-        match s.cell.read() {
-            Reading::CounterInt(n) => w.sample(
-                name,
-                "",
-                &labels,
-                None,
-                Value::Int(i128::from(n)),
-                exemplar(0).as_ref(),
-            ),
-            Reading::Counter(x) => w.sample(
-                name,
-                "",
-                &labels,
-                None,
-                Value::Float(x),
-                exemplar(0).as_ref(),
-            ),
-            Reading::GaugeInt(n) => {
-                w.sample(name, "", &labels, None, Value::Int(i128::from(n)), None)
-            }
-            Reading::Gauge(x) => w.sample(name, "", &labels, None, Value::Float(x), None),
-            Reading::Histogram(h) => {
-                for (i, (bound, count)) in def.buckets.iter().zip(&h.cumulative).enumerate() {
-                    let v = Value::Int(i128::from(*count));
-                    w.sample(
-                        name,
-                        "_bucket",
-                        &labels,
-                        Some(Le::Bound(*bound)),
-                        v,
-                        exemplar(i).as_ref(),
-                    );
-                }
-                let inf = exemplar(def.buckets.len());
-                w.sample(
-                    name,
-                    "_bucket",
-                    &labels,
-                    Some(Le::Inf),
-                    Value::Int(i128::from(h.count)),
-                    inf.as_ref(),
-                );
-                w.sample(name, "_sum", &labels, None, Value::Float(h.sum), None);
-                w.sample(
-                    name,
-                    "_count",
-                    &labels,
-                    None,
-                    Value::Int(i128::from(h.count)),
-                    None,
-                );
-            }
-        }
-        if created && monotonic {
+        write_reading(w, def, &labels, s.cell.read(), exemplar);
+        if created {
+            // OpenMetrics' `_created` sample is named after the family (a counter's without
+            // `_total`).
+            let family = crate::labels::counter_family(&def.name);
             let at = Value::Float(s.created_unix());
             w.sample(family, "_created", &labels, None, at, None);
         }
     }
 }
 
+/// Each label set's names and their sorted order, worked out once per render (rule metrics
+/// have one label set).
+#[derive(Default)]
+struct LabelOrders {
+    sets: Vec<(u32, Arc<[String]>, Vec<usize>)>,
+}
+
+impl LabelOrders {
+    /// The label names of `set` of `m` and the order that sorts them.
+    fn of(&mut self, m: &Metric, set: u32) -> (&Arc<[String]>, &[usize]) {
+        let i = match self.sets.iter().position(|(id, _, _)| *id == set) {
+            Some(i) => i,
+            None => {
+                let names = m.label_names(set);
+                let mut order: Vec<usize> = (0..names.len()).collect();
+                order.sort_by(|&a, &b| names[a].cmp(&names[b]));
+                self.sets.push((set, names, order));
+                self.sets.len() - 1
+            }
+        };
+        let (_, names, order) = &self.sets[i];
+        (names, order)
+    }
+}
+
+/// The samples of one series' reading: one for a counter or gauge; a histogram's buckets,
+/// `+Inf`, `_sum` and `_count`. `exemplar(i)` is bucket `i`'s (a counter's is 0).
+#[inline]
+fn write_reading(
+    w: &mut Writer<'_>,
+    def: &MetricDef,
+    labels: &[Label<'_>],
+    reading: Reading,
+    exemplar: impl Fn(usize) -> Option<Exemplar>,
+) {
+    let name = def.name.as_str();
+    match reading {
+        Reading::CounterInt(n) => {
+            let v = Value::Int(i128::from(n));
+            w.sample(name, "", labels, None, v, exemplar(0).as_ref());
+        }
+        Reading::Counter(x) => {
+            let v = Value::Float(x);
+            w.sample(name, "", labels, None, v, exemplar(0).as_ref());
+        }
+        Reading::GaugeInt(n) => w.sample(name, "", labels, None, Value::Int(i128::from(n)), None),
+        Reading::Gauge(x) => w.sample(name, "", labels, None, Value::Float(x), None),
+        Reading::Histogram(h) => {
+            for (i, (bound, count)) in def.buckets.iter().zip(&h.cumulative).enumerate() {
+                let v = Value::Int(i128::from(*count));
+                let le = Some(Le::Bound(*bound));
+                w.sample(name, "_bucket", labels, le, v, exemplar(i).as_ref());
+            }
+            let count = Value::Int(i128::from(h.count));
+            let inf = exemplar(def.buckets.len());
+            w.sample(name, "_bucket", labels, Some(Le::Inf), count, inf.as_ref());
+            w.sample(name, "_sum", labels, None, Value::Float(h.sum), None);
+            w.sample(name, "_count", labels, None, count, None);
+        }
+    }
+}
+
 fn write_collected(w: &mut Writer<'_>, c: &Collected) {
     let info = c.info;
-    w.family(info.name, type_of(info.kind), info.unit, info.help);
+    w.family(info.name, Type::of(info.kind), info.unit, info.help);
     for (label, v) in &c.samples {
         let labels: Vec<Label<'_>> = label.iter().map(|(k, v)| (*k, v.as_str())).collect();
-        let value = if v.fract() == 0.0 && v.abs() < 9.0e15 {
+        let value = if v.fract() == 0.0 && v.abs() < crate::limits::F64_EXACT_INTEGERS as f64 {
             Value::Int(*v as i128)
         } else {
             Value::Float(*v)

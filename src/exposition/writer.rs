@@ -12,21 +12,8 @@ use std::fmt::Write as _;
 use super::Format;
 use crate::series::exemplar::Exemplar;
 
-/// A family's `# TYPE`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Type {
-    Counter,
-    Gauge,
-    Histogram,
-    /// Another registry's summary.
-    Summary,
-    /// `TYPE info` in OpenMetrics (the family named without `_info`), a gauge in the text format.
-    Info,
-    /// Another registry's state set: a gauge in the text format.
-    StateSet,
-    /// `unknown` in OpenMetrics, `untyped` in the text format.
-    Unknown,
-}
+/// A family's `# TYPE` (the catalogue's kinds and other registries' types).
+pub(crate) use crate::catalog::FamilyType as Type;
 
 /// One label of a sample, value unescaped.
 pub(crate) type Label<'a> = (&'a str, &'a str);
@@ -70,19 +57,10 @@ impl<'a> Writer<'a> {
     pub(crate) fn family(&mut self, name: &str, kind: Type, unit: &str, help: &str) {
         let family = match kind {
             Type::Counter if self.om() => crate::labels::counter_family(name),
-            Type::Info if self.om() => name.strip_suffix("_info").unwrap_or(name),
+            Type::Info if self.om() => crate::labels::info_family(name),
             _ => name,
         };
-        let kind_word = match (kind, self.om()) {
-            (Type::Counter, _) => "counter",
-            (Type::Gauge, _) | (Type::Info | Type::StateSet, false) => "gauge",
-            (Type::Histogram, _) => "histogram",
-            (Type::Summary, _) => "summary",
-            (Type::Info, true) => "info",
-            (Type::StateSet, true) => "stateset",
-            (Type::Unknown, true) => "unknown",
-            (Type::Unknown, false) => "untyped",
-        };
+        let kind_word = kind.word(self.om());
         if !help.is_empty() {
             self.out.push_str("# HELP ");
             self.out.push_str(family);

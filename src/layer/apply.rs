@@ -3,7 +3,7 @@
 
 use arrayvec::ArrayVec;
 
-use super::visit::Scratch;
+use super::scratch::{BufRange, Scratch};
 use crate::limits::MAX_LABELS;
 use crate::plan::{Action, LabelPlan, ValuePlan};
 use crate::series::exemplar::TraceContext;
@@ -31,7 +31,7 @@ fn value(action: &Action, scratch: &Scratch, span_seconds: f64) -> Option<Num> {
             let found = first
                 .iter()
                 .chain(rest.iter())
-                .find_map(|&(slot, scale)| Some((scratch.num(slot as usize)?, scale)));
+                .find_map(|src| Some((scratch.num(src.slot)?, src.scale)));
             match found {
                 Some((Ok(n), scale)) => {
                     let n = n.scaled(scale);
@@ -67,15 +67,16 @@ fn label<'s>(plan: &'s LabelPlan, scratch: &'s Scratch) -> &'s [u8] {
 #[inline]
 fn found_label<'s>(plan: &'s LabelPlan, scratch: &'s Scratch) -> &'s [u8] {
     for &slot in plan.own.iter() {
-        if let Some(r) = scratch.label(slot as usize) {
+        if let Some(r) = scratch.label(slot) {
             return scratch.bytes(r);
         }
     }
-    let mut best: Option<((u8, usize), (u32, u32))> = None;
-    for &(fid, s, e, depth) in &scratch.inherited {
-        if let Some(rank) = plan.inherit.iter().position(|&x| x == fid) {
-            if best.is_none_or(|(key, _)| (depth, rank) < key) {
-                best = Some(((depth, rank), (s, e)));
+    // The nearest span first, then the earliest source.
+    let mut best: Option<((u8, usize), BufRange)> = None;
+    for found in &scratch.inherited {
+        if let Some(rank) = plan.inherit.iter().position(|&x| x == found.field) {
+            if best.is_none_or(|(key, _)| (found.depth, rank) < key) {
+                best = Some(((found.depth, rank), found.range));
             }
         }
     }
@@ -97,7 +98,8 @@ fn with_labels<R>(action: &Action, scratch: &Scratch, f: impl FnOnce(&[&[u8]]) -
             // Rules are rejected past MAX_LABELS labels (and prefix metrics past as many
             // allow-listed fields), so every push fits.
             for plan in many.iter().take(MAX_LABELS) {
-                let _ = values.try_push(label(plan, scratch));
+                let pushed = values.try_push(label(plan, scratch));
+                debug_assert!(pushed.is_ok(), "more labels than MAX_LABELS");
             }
             f(&values)
         }
@@ -174,43 +176,58 @@ pub(super) fn open_gauge(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::plan::Slots;
+    use crate::layer::scratch::Inherited;
+    use crate::plan::{FieldId, Slot, Slots};
 
-    fn plan(own: &[u8], inherit: &[u8]) -> LabelPlan {
+    fn slot(i: usize) -> Slot {
+        Slot::new(i).expect("a slot under MAX_CAPTURES")
+    }
+
+    fn field(i: usize) -> FieldId {
+        FieldId::new(i).expect("a label field id")
+    }
+
+    fn plan(own: &[usize], inherit: &[usize]) -> LabelPlan {
         LabelPlan {
-            own: own.iter().copied().collect::<Slots>(),
-            inherit: inherit.into(),
+            own: own.iter().map(|&i| slot(i)).collect::<Slots>(),
+            inherit: inherit.iter().map(|&i| field(i)).collect(),
             fallback: "fallback".into(),
             known: None,
         }
     }
 
+    fn inherited(s: &mut Scratch, id: usize, value: &[u8], depth: u8) {
+        let range = s.push_raw(value);
+        s.inherited.push(Inherited {
+            field: field(id),
+            range,
+            depth,
+        });
+    }
+
     #[test]
     fn own_fields_then_the_nearest_span_then_the_earliest_source_then_the_fallback() {
-        let mut s = Scratch::new_for_test();
+        let mut s = Scratch::new();
         let p = plan(&[3, 5], &[7, 8]);
         let label = |p: &LabelPlan, s: &Scratch| String::from_utf8(label(p, s).to_vec()).unwrap();
         assert_eq!(label(&p, &s), "fallback");
         // Inherited: field 8 from the nearest span (depth 0), field 7 from its parent.
-        let far = s.push_raw(b"seven-far");
-        s.inherited.push((7, far.0, far.1, 1));
-        let near = s.push_raw(b"eight-near");
-        s.inherited.push((8, near.0, near.1, 0));
+        inherited(&mut s, 7, b"seven-far", 1);
+        inherited(&mut s, 8, b"eight-near", 0);
         assert_eq!(
             label(&p, &s),
             "eight-near",
             "the nearest span wins over source order"
         );
-        let near7 = s.push_raw(b"seven-near");
-        s.inherited.push((7, near7.0, near7.1, 0));
+        inherited(&mut s, 7, b"seven-near", 0);
         assert_eq!(
             label(&p, &s),
             "seven-near",
             "within a span, the earliest source wins"
         );
-        s.set_label_for_test(5, "own-five");
+        s.set_label_for_test(slot(5), "own-five");
         assert_eq!(label(&p, &s), "own-five", "an own field beats every span");
-        s.set_label_for_test(3, "own-three");
+        s.set_label_for_test(slot(3), "own-three");
         assert_eq!(label(&p, &s), "own-three", "own fields in source order");
     }
 }

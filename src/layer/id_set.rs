@@ -1,16 +1,18 @@
 //! A small set of label-field ids, kept on the stack.
 
-/// Up to 16 label-field ids, in insertion order; further ids are ignored (a label draws on at
-/// most a handful of fields, and ids beyond the 16th only ever add lookups).
+use crate::limits::INHERITED_FIELDS;
+use crate::plan::FieldId;
+
+/// Up to [`INHERITED_FIELDS`] label-field ids, in insertion order; further ids are ignored.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct IdSet {
-    ids: [u8; 16],
+    ids: [FieldId; INHERITED_FIELDS],
     len: usize,
 }
 
 impl IdSet {
     pub(crate) const EMPTY: IdSet = IdSet {
-        ids: [0; 16],
+        ids: [FieldId::NONE; INHERITED_FIELDS],
         len: 0,
     };
 
@@ -23,11 +25,11 @@ impl IdSet {
     }
 
     /// The id at `i` (`i < len`).
-    pub(crate) fn get(&self, i: usize) -> u8 {
+    pub(crate) fn get(&self, i: usize) -> FieldId {
         self.ids[i]
     }
 
-    pub(crate) fn insert(&mut self, id: u8) {
+    pub(crate) fn insert(&mut self, id: FieldId) {
         if self.len < self.ids.len() && !self.ids[..self.len].contains(&id) {
             self.ids[self.len] = id;
             self.len += 1;
@@ -41,8 +43,8 @@ impl IdSet {
     }
 }
 
-impl FromIterator<u8> for IdSet {
-    fn from_iter<I: IntoIterator<Item = u8>>(iter: I) -> Self {
+impl FromIterator<FieldId> for IdSet {
+    fn from_iter<I: IntoIterator<Item = FieldId>>(iter: I) -> Self {
         let mut set = IdSet::EMPTY;
         for id in iter {
             set.insert(id);
@@ -53,24 +55,37 @@ impl FromIterator<u8> for IdSet {
 
 #[cfg(test)]
 mod tests {
-    use super::IdSet;
+    use super::*;
+
+    fn ids(of: impl IntoIterator<Item = usize>) -> IdSet {
+        of.into_iter()
+            .map(|i| FieldId::new(i).expect("a label field id"))
+            .collect()
+    }
+
+    fn id(i: usize) -> FieldId {
+        FieldId::new(i).expect("a label field id")
+    }
 
     #[test]
-    fn keeps_distinct_ids_in_order_up_to_sixteen() {
-        let set: IdSet = [3, 1, 3, 2].into_iter().collect();
+    fn keeps_distinct_ids_in_order_up_to_the_limit() {
+        let set = ids([3, 1, 3, 2]);
         assert_eq!(
             (set.len(), set.get(0), set.get(1), set.get(2)),
-            (3, 3, 1, 2)
+            (3, id(3), id(1), id(2))
         );
-        let full: IdSet = (0..40).collect();
-        assert_eq!((full.len(), full.get(15)), (16, 15));
+        let full = ids(0..40);
+        assert_eq!(
+            (full.len(), full.get(INHERITED_FIELDS - 1)),
+            (INHERITED_FIELDS, id(INHERITED_FIELDS - 1))
+        );
     }
 
     #[test]
     fn remove_moves_the_last_id_in() {
-        let mut set: IdSet = [5, 6, 7].into_iter().collect();
+        let mut set = ids([5, 6, 7]);
         set.remove(0);
-        assert_eq!((set.len(), set.get(0), set.get(1)), (2, 7, 6));
+        assert_eq!((set.len(), set.get(0), set.get(1)), (2, id(7), id(6)));
         set.remove(1);
         set.remove(0);
         assert!(set.is_empty());

@@ -4,9 +4,9 @@
 use std::sync::Arc;
 
 use super::id_set::IdSet;
-use super::span::{InlineFields, SpanCell};
-use super::visit::Scratch;
-use crate::plan::{Plan, NONE};
+use super::scratch::{Inherited, Scratch};
+use super::span::{InlineFields, ParentLink, SpanCell};
+use crate::plan::{FieldId, Plan, Slot};
 
 /// Copies the `needed` label fields from `cell`'s span (at `depth`) and then its enclosing
 /// spans into `scratch.inherited`; stops once each needed field has a value (nearer spans win).
@@ -41,18 +41,41 @@ pub(super) fn inherit_step(
     if missing.is_empty() {
         return None;
     }
-    if !state.parent_known {
-        state.parent = parent_of(state.id);
-        state.parent_known = true;
+    let id = state.id;
+    state.parent.get(id, parent_of).cloned()
+}
+
+/// Fills what a span's labels need from its enclosing spans: the label fields that neither its
+/// captures nor the fields it keeps itself (`own`, already in `scratch` at depth 0) give,
+/// looked up from its parent on (depth 1).
+#[inline]
+pub(super) fn inherit_for_span(
+    plan: &Plan,
+    scratch: &mut Scratch,
+    own: &InlineFields,
+    id: u64,
+    parent: &mut ParentLink,
+    parent_of: &dyn Fn(u64) -> Option<Arc<SpanCell>>,
+) {
+    let mut needed = IdSet::EMPTY;
+    needed_ids(plan, scratch, Some(own), &mut needed);
+    if needed.is_empty() {
+        return;
     }
-    state.parent.clone()
+    if let Some(parent) = parent.get(id, parent_of) {
+        inherit(parent, &mut needed, 1, scratch, parent_of);
+    }
 }
 
 /// Copies every field a span keeps for itself into `scratch.inherited`, at depth 0.
 pub(super) fn push_own(own: &InlineFields, scratch: &mut Scratch) {
-    for (fid, v) in own.iter() {
-        let r = scratch.push_raw(v);
-        scratch.inherited.push((fid, r.0, r.1, 0));
+    for (field, v) in own.iter() {
+        let range = scratch.push_raw(v);
+        scratch.inherited.push(Inherited {
+            field,
+            range,
+            depth: 0,
+        });
     }
 }
 
@@ -66,10 +89,14 @@ pub(super) fn take_missing(
 ) {
     let mut i = 0;
     while i < missing.len() {
-        let fid = missing.get(i);
-        if let Some(v) = fields.get(fid) {
-            let r = scratch.push_raw(v);
-            scratch.inherited.push((fid, r.0, r.1, depth));
+        let field = missing.get(i);
+        if let Some(v) = fields.get(field) {
+            let range = scratch.push_raw(v);
+            scratch.inherited.push(Inherited {
+                field,
+                range,
+                depth,
+            });
             missing.remove(i);
         } else {
             i += 1;
@@ -89,14 +116,12 @@ pub(super) fn needed_ids(
     own: Option<&InlineFields>,
     set: &mut IdSet,
 ) {
-    for (own_slots, inherit) in plan.inheriting.iter() {
-        let has_own = own_slots
-            .iter()
-            .any(|&slot| scratch.label(slot as usize).is_some())
-            || own.is_some_and(|f| inherit.iter().any(|&fid| f.get(fid).is_some()));
+    for label in plan.inheriting.iter() {
+        let has_own = label.own.iter().any(|&slot| scratch.label(slot).is_some())
+            || own.is_some_and(|f| label.fields.iter().any(|&id| f.get(id).is_some()));
         if !has_own {
-            for &fid in inherit.iter() {
-                set.insert(fid);
+            for &id in label.fields.iter() {
+                set.insert(id);
             }
         }
     }
@@ -104,11 +129,12 @@ pub(super) fn needed_ids(
 
 /// Keeps the label fields a span's plan marks for storing.
 pub(super) fn store_fields(plan: &Plan, scratch: &Scratch, fields: &mut InlineFields) {
-    for (slot, usage) in plan.slots.iter().enumerate() {
-        if usage.field_id != NONE {
-            if let Some(r) = scratch.label(slot) {
-                fields.set(usage.field_id, scratch.bytes(r));
-            }
+    for (i, usage) in plan.slots.iter().enumerate() {
+        if usage.field_id == FieldId::NONE {
+            continue;
+        }
+        if let Some(r) = Slot::new(i).and_then(|slot| scratch.label(slot)) {
+            fields.set(usage.field_id, scratch.bytes(r));
         }
     }
 }

@@ -12,6 +12,7 @@ use crate::limits::{
     MAX_LABEL_VALUE_LEN, MAX_SPAN_ACTIVE, SPAN_BYTES, SPAN_CELLS_PER_THREAD, SPAN_CELLS_SHARED,
     SPAN_FIELDS, SPAN_TABLE_SHARDS,
 };
+use crate::plan::FieldId;
 use crate::series::Series;
 
 /// Label-field values kept inline (no heap), as the bytes the layer's scratch buffer holds:
@@ -19,7 +20,7 @@ use crate::series::Series;
 /// being checked again on every span.
 #[derive(Debug, Default)]
 pub(crate) struct InlineFields {
-    ids: [u8; SPAN_FIELDS],
+    ids: [FieldId; SPAN_FIELDS],
     ends: [u16; SPAN_FIELDS],
     len: u8,
     buf: arrayvec::ArrayVec<u8, SPAN_BYTES>,
@@ -47,7 +48,8 @@ impl Clone for InlineFields {
         // Not `ArrayVec::clone_from`: it copies element by element, where one slice copy will
         // do on every span that opens a gauge. Both have the same capacity, so this cannot fail.
         self.buf.clear();
-        let _ = self.buf.try_extend_from_slice(&source.buf);
+        let copied = self.buf.try_extend_from_slice(&source.buf);
+        debug_assert!(copied.is_ok(), "two buffers of one capacity");
     }
 }
 
@@ -58,7 +60,7 @@ impl InlineFields {
     }
 
     /// The value kept for label-field `id`.
-    pub(crate) fn get(&self, id: u8) -> Option<&[u8]> {
+    pub(crate) fn get(&self, id: FieldId) -> Option<&[u8]> {
         let i = self.ids[..self.len as usize]
             .iter()
             .position(|&x| x == id)?;
@@ -67,10 +69,12 @@ impl InlineFields {
     }
 
     /// Every kept `(id, value)`.
-    pub(crate) fn iter(&self) -> impl Iterator<Item = (u8, &[u8])> {
+    pub(crate) fn iter(&self) -> impl Iterator<Item = (FieldId, &[u8])> {
         (0..self.len as usize).map(|i| {
             let (s, e) = self.range(i);
-            (self.ids[i], self.buf.get(s..e).unwrap_or(b""))
+            let value = self.buf.get(s..e);
+            debug_assert!(value.is_some(), "a kept value's range lies in the buffer");
+            (self.ids[i], value.unwrap_or(b""))
         })
     }
 
@@ -78,7 +82,7 @@ impl InlineFields {
     /// already sanitised and capped UTF-8; it is cut further (on a character boundary) if the
     /// span's buffer is short of room, and dropped when nothing of it fits or the span keeps
     /// [`SPAN_FIELDS`] fields already (an enclosing span's value or the fallback then applies).
-    pub(crate) fn set(&mut self, id: u8, value: &[u8]) {
+    pub(crate) fn set(&mut self, id: FieldId, value: &[u8]) {
         if let Some(i) = self.ids[..self.len as usize].iter().position(|&x| x == id) {
             self.remove(i);
         }
@@ -97,7 +101,8 @@ impl InlineFields {
             return; // no room left: keep nothing rather than an empty value
         }
         // `take` is within the remaining capacity, so this cannot fail.
-        let _ = self.buf.try_extend_from_slice(&value[..take]);
+        let kept = self.buf.try_extend_from_slice(&value[..take]);
+        debug_assert!(kept.is_ok(), "within the remaining capacity");
         self.ids[n] = id;
         self.ends[n] = self.buf.len() as u16;
         self.len += 1;
@@ -137,11 +142,41 @@ pub(crate) struct SpanState {
     pub(crate) active: [Option<Arc<Series>>; MAX_SPAN_ACTIVE],
     /// The span's id (to look its parent up in the registry).
     pub(crate) id: u64,
-    /// The nearest enclosing span this layer keeps state for (its parent in the span tree as
-    /// the registry sees it through this layer's filter), once `parent_known`: looked up on
-    /// first need, so spans whose labels never need a parent never pay for the lookup.
-    pub(crate) parent: Option<Arc<SpanCell>>,
-    pub(crate) parent_known: bool,
+    pub(crate) parent: ParentLink,
+}
+
+/// The nearest enclosing span a span's labels may draw on: its parent in the span tree as the
+/// registry sees it through this layer's filter, that this layer keeps state for. Looked up on
+/// first need and then kept (a span's parent never changes), so spans whose labels never need
+/// a parent never pay for the lookup.
+#[derive(Debug, Default)]
+pub(crate) struct ParentLink {
+    known: bool,
+    cell: Option<Arc<SpanCell>>,
+}
+
+impl ParentLink {
+    /// The link of a span known to have no parent.
+    pub(crate) fn none() -> Self {
+        ParentLink {
+            known: true,
+            cell: None,
+        }
+    }
+
+    /// The parent's cell of span `id`, asked of `parent_of` the first time.
+    #[inline]
+    pub(crate) fn get(
+        &mut self,
+        id: u64,
+        parent_of: &dyn Fn(u64) -> Option<Arc<SpanCell>>,
+    ) -> Option<&Arc<SpanCell>> {
+        if !self.known {
+            self.cell = parent_of(id);
+            self.known = true;
+        }
+        self.cell.as_ref()
+    }
 }
 
 /// One span's state behind its own lock: the span table, events inside the span (through the
@@ -161,8 +196,7 @@ impl SpanCell {
                 fields: InlineFields::default(),
                 active: Default::default(),
                 id: 0,
-                parent: None,
-                parent_known: false,
+                parent: ParentLink::default(),
             }),
         }
     }
@@ -277,8 +311,7 @@ impl SpanTable {
             // A cell something still holds (a forgotten guard's stack entry) must not look a
             // parent up by this id again: the registry may have given the id to another span.
             state.id = 0;
-            state.parent = None;
-            state.parent_known = true;
+            state.parent = ParentLink::none();
             r
         };
         // Usually nothing else holds the cell any more (children and entered-span entries are
@@ -296,36 +329,40 @@ impl SpanTable {
 mod tests {
     use super::*;
 
+    fn id(i: usize) -> FieldId {
+        FieldId::new(i).expect("a label field id")
+    }
+
     #[test]
     fn inline_fields_set_replace_and_cap() {
         let mut f = InlineFields::default();
-        f.set(1, b"general");
-        f.set(2, b"relay-7");
-        assert_eq!(f.get(1), Some(&b"general"[..]));
-        f.set(1, b"random");
-        assert_eq!(f.get(1), Some(&b"random"[..]));
-        assert_eq!(f.get(2), Some(&b"relay-7"[..]));
-        assert_eq!(f.get(3), None);
-        for id in 3..20 {
-            f.set(id, "é".repeat(100).as_bytes());
+        f.set(id(1), b"general");
+        f.set(id(2), b"relay-7");
+        assert_eq!(f.get(id(1)), Some(&b"general"[..]));
+        f.set(id(1), b"random");
+        assert_eq!(f.get(id(1)), Some(&b"random"[..]));
+        assert_eq!(f.get(id(2)), Some(&b"relay-7"[..]));
+        assert_eq!(f.get(id(3)), None);
+        for i in 3..20 {
+            f.set(id(i), "é".repeat(100).as_bytes());
         }
-        assert_eq!(f.get(1), Some(&b"random"[..]));
-        assert!(f.get(3).is_some_and(|v| v.len() <= MAX_LABEL_VALUE_LEN));
+        assert_eq!(f.get(id(1)), Some(&b"random"[..]));
+        assert!(f.get(id(3)).is_some_and(|v| v.len() <= MAX_LABEL_VALUE_LEN));
         for (_, v) in f.iter() {
             assert!(
                 std::str::from_utf8(v).is_ok(),
                 "cut on a character boundary"
             );
         }
-        assert_eq!(f.get(19), None, "only SPAN_FIELDS fields are kept");
+        assert_eq!(f.get(id(19)), None, "only SPAN_FIELDS fields are kept");
         let mut copy = InlineFields::default();
-        copy.set(9, b"left over");
+        copy.set(id(9), b"left over");
         copy.clone_from(&f);
         assert_eq!(
             copy.iter().collect::<Vec<_>>(),
             f.iter().collect::<Vec<_>>()
         );
-        assert_eq!(copy.get(9), None, "nothing of the old value is left");
+        assert_eq!(copy.get(id(9)), None, "nothing of the old value is left");
         assert_eq!(
             f.clone().iter().collect::<Vec<_>>(),
             f.iter().collect::<Vec<_>>()

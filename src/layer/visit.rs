@@ -4,156 +4,17 @@
 //! [`Plan::settled_by`]) is recorded from the caller's string the moment the field arrives,
 //! when sanitising would leave it as it is: no copy, and nothing left to do after the visit.
 
-use std::cell::RefCell;
 use std::fmt::{self, Write as _};
 use std::panic::{catch_unwind, AssertUnwindSafe};
 
 use tracing_core::field::{Field, Visit};
 
 use super::apply;
-use crate::labels::{kept_as_is, push_sanitized, CappedWriter};
-use crate::limits::{MAX_CAPTURES, MAX_LABEL_VALUE_LEN};
-use crate::plan::{FieldUse, Plan, NONE};
+use super::scratch::Scratch;
+use crate::labels::{kept_as_is, CappedWriter};
+use crate::limits::MAX_LABEL_VALUE_LEN;
+use crate::plan::{FieldUse, Plan, Slot};
 use crate::value::{DropReason, Num};
-
-// The capture bit sets are `u16`s.
-const _: () = assert!(MAX_CAPTURES <= 16);
-
-/// What one span or event's fields gave, by capture slot. Label strings live in `buf`. Which
-/// slots hold a value is kept in two bit sets, so clearing is three stores.
-#[derive(Debug)]
-pub(crate) struct Scratch {
-    /// Label values back to back; only whole UTF-8 strings are ever pushed, so every range the
-    /// layer records is UTF-8.
-    pub(crate) buf: Vec<u8>,
-    labels: [(u32, u32); MAX_CAPTURES],
-    nums: [Result<Num, DropReason>; MAX_CAPTURES],
-    has_label: u16,
-    has_num: u16,
-    /// Values found in spans: `(label-field id, start, end in buf, depth)`, depth 0 being the
-    /// nearest span (for a span's own labels, the span itself).
-    pub(crate) inherited: Vec<(u8, u32, u32, u8)>,
-}
-
-impl Scratch {
-    /// An empty scratch (its buffers grow on first use, then keep their capacity).
-    const fn new() -> Self {
-        Scratch {
-            buf: Vec::new(),
-            labels: [(0, 0); MAX_CAPTURES],
-            nums: [Ok(Num::U64(0)); MAX_CAPTURES],
-            has_label: 0,
-            has_num: 0,
-            inherited: Vec::new(),
-        }
-    }
-
-    /// Forgets every capture and empties the buffers.
-    pub(crate) fn clear(&mut self) {
-        self.buf.clear();
-        self.has_label = 0;
-        self.has_num = 0;
-        self.inherited.clear();
-    }
-
-    /// Whether every slot of `mask` holds a label value.
-    #[inline]
-    pub(crate) fn has_labels(&self, mask: u16) -> bool {
-        self.has_label & mask == mask
-    }
-
-    /// The range in `buf` of the label value captured in `slot`.
-    #[inline]
-    pub(crate) fn label(&self, slot: usize) -> Option<(u32, u32)> {
-        if slot < MAX_CAPTURES && self.has_label & (1 << slot) != 0 {
-            Some(self.labels[slot])
-        } else {
-            None
-        }
-    }
-
-    #[inline]
-    fn set_label(&mut self, slot: usize, r: (u32, u32)) {
-        if slot < MAX_CAPTURES {
-            self.labels[slot] = r;
-            self.has_label |= 1 << slot;
-        }
-    }
-
-    /// The number captured in `slot` (or why it is not one).
-    #[inline]
-    pub(crate) fn num(&self, slot: usize) -> Option<Result<Num, DropReason>> {
-        if slot < MAX_CAPTURES && self.has_num & (1 << slot) != 0 {
-            Some(self.nums[slot])
-        } else {
-            None
-        }
-    }
-
-    #[inline]
-    fn set_num(&mut self, slot: usize, n: Result<Num, DropReason>) {
-        if slot < MAX_CAPTURES {
-            self.nums[slot] = n;
-            self.has_num |= 1 << slot;
-        }
-    }
-
-    /// An empty scratch of its own (tests).
-    #[cfg(test)]
-    pub(crate) fn new_for_test() -> Self {
-        Scratch::new()
-    }
-
-    /// Captures `v` as the label value of `slot` (tests).
-    #[cfg(test)]
-    pub(crate) fn set_label_for_test(&mut self, slot: usize, v: &str) {
-        let r = self.push(v);
-        self.set_label(slot, r);
-    }
-
-    /// The bytes of a recorded range (a label value).
-    #[inline]
-    pub(crate) fn bytes(&self, (start, end): (u32, u32)) -> &[u8] {
-        self.buf.get(start as usize..end as usize).unwrap_or(b"")
-    }
-
-    /// Appends `v` as is (already sanitised UTF-8, e.g. kept by a span) and returns its range.
-    pub(crate) fn push_raw(&mut self, v: &[u8]) -> (u32, u32) {
-        let start = self.buf.len();
-        crate::labels::push_bytes(&mut self.buf, v);
-        (start as u32, self.buf.len() as u32)
-    }
-
-    /// Appends a sanitised copy of `v` and returns its range.
-    #[inline]
-    pub(crate) fn push(&mut self, v: &str) -> (u32, u32) {
-        let start = self.buf.len();
-        push_sanitized(&mut self.buf, v, MAX_LABEL_VALUE_LEN);
-        (start as u32, self.buf.len() as u32)
-    }
-}
-
-thread_local! {
-    static SCRATCH: RefCell<Scratch> = const { RefCell::new(Scratch::new()) };
-}
-
-/// Runs `f` with this thread's scratch buffer, cleared. Re-entrant use (a `Debug` impl that
-/// itself logs a metric event) and use during thread teardown get a fresh buffer instead.
-///
-/// `f` is `FnMut` so that the fallback can still call it; taking it by value through an
-/// `Option` instead costs a store-forwarding stall on every event.
-#[inline]
-pub(crate) fn with_scratch<R>(mut f: impl FnMut(&mut Scratch) -> R) -> R {
-    let done = SCRATCH.try_with(|cell| {
-        let mut s = cell.try_borrow_mut().ok()?;
-        s.clear();
-        Some(f(&mut s))
-    });
-    match done {
-        Ok(Some(r)) => r,
-        _ => f(&mut Scratch::new()),
-    }
-}
 
 /// Copies the fields `plan` uses into `scratch`, or records an event whose one string field
 /// settles it ([`Plan::settled_by`]) straight from that field.
@@ -174,7 +35,7 @@ impl<'a> Visitor<'a> {
 
     /// Keeps a string field: as a label (sanitised), a number (parsed), or both.
     #[inline]
-    fn capture_str(&mut self, slot: usize, usage: FieldUse, value: &str) {
+    fn capture_str(&mut self, slot: Slot, usage: FieldUse, value: &str) {
         if usage.label {
             let r = self.scratch.push(value);
             self.scratch.set_label(slot, r);
@@ -189,7 +50,7 @@ impl<'a> Visitor<'a> {
     /// event already settled takes nothing more: a value set built by hand may name the same
     /// field twice, and the event must still count once.
     #[inline(never)]
-    fn settle(&mut self, slot: usize, usage: FieldUse, value: &str, v: Num) {
+    fn settle(&mut self, slot: Slot, usage: FieldUse, value: &str, v: Num) {
         if self.settled {
             return;
         }
@@ -212,14 +73,14 @@ impl<'a> Visitor<'a> {
 
     /// The capture slot of `field` and what it keeps; `None` for fields the plan ignores.
     #[inline]
-    fn slot(&self, field: &Field) -> Option<(usize, FieldUse)> {
+    fn slot(&self, field: &Field) -> Option<(Slot, FieldUse)> {
         match self.plan.fields.get(field.index()) {
-            Some(&u) if u.slot != NONE => Some((u.slot as usize, u)),
+            Some(&u) if u.slot != Slot::NONE => Some((u.slot, u)),
             _ => None,
         }
     }
 
-    fn label_fmt(&mut self, slot: usize, args: fmt::Arguments<'_>) {
+    fn label_fmt(&mut self, slot: Slot, args: fmt::Arguments<'_>) {
         let start = self.scratch.buf.len();
         // An error only means the value was cut at the length cap. A panicking `Debug` or
         // `Display` impl is the caller's bug; it must not unwind out of the layer, so the label
@@ -232,8 +93,8 @@ impl<'a> Visitor<'a> {
             self.scratch.buf.truncate(start);
             return;
         }
-        let end = self.scratch.buf.len() as u32;
-        self.scratch.set_label(slot, (start as u32, end));
+        let r = self.scratch.range_from(start);
+        self.scratch.set_label(slot, r);
     }
 
     fn number(&mut self, field: &Field, n: Num, display: &dyn fmt::Display) {
@@ -249,7 +110,7 @@ impl<'a> Visitor<'a> {
 
     /// Captures a `Debug` field the plan uses: as a label, a number, or both.
     #[inline(never)]
-    fn debug_into(&mut self, slot: usize, usage: FieldUse, value: &dyn fmt::Debug) {
+    fn debug_into(&mut self, slot: Slot, usage: FieldUse, value: &dyn fmt::Debug) {
         if usage.label {
             self.label_fmt(slot, format_args!("{value:?}"));
         }
@@ -309,10 +170,10 @@ impl Visit for Visitor<'_> {
 
     fn record_str(&mut self, field: &Field, value: &str) {
         if let Some((slot, usage)) = self.slot(field) {
-            if let Some((settles, v)) = self.plan.settled_by {
-                if usize::from(settles) == slot {
+            if let Some(settled) = self.plan.settled_by {
+                if settled.slot == slot {
                     // Out of line (a tail call): the other fields' path does not carry it.
-                    return self.settle(slot, usage, value, v);
+                    return self.settle(slot, usage, value, settled.value);
                 }
             }
             self.capture_str(slot, usage, value);
@@ -389,7 +250,7 @@ mod tests {
             apply::record(&plan.actions[0], &scratch, 0.0, &mut trace);
         }
         let copied = scratch
-            .label(0)
+            .label(plan.actions[0].labels[0].own[0])
             .map(|r| String::from_utf8_lossy(scratch.bytes(r)).into_owned());
         let series = plan.actions[0].metric.with_sorted_series(|all| {
             all.iter()

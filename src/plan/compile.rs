@@ -7,11 +7,12 @@ use std::sync::{Arc, Mutex};
 use tracing_core::Metadata;
 
 use super::{
-    Action, FieldUse, Inheriting, KnownSet, LabelPlan, Plan, SlotUse, Slots, ValuePlan, NONE,
+    Action, CaptureMask, FieldId, FieldUse, Inheriting, KnownSet, LabelPlan, Plan, Settled, Slot,
+    SlotUse, Slots, Source, ValuePlan,
 };
 use crate::catalog::{MetricDef, MetricKind};
 use crate::labels::push_sanitized;
-use crate::limits::{MAX_CAPTURES, MAX_INCREMENT, MAX_LABEL_VALUE_LEN};
+use crate::limits::{MAX_INCREMENT, MAX_LABEL_VALUE_LEN};
 use crate::rules::{KnownValues, LabelSource, Measure, Rule, Rules};
 use crate::series::{Metric, Metrics};
 use crate::sync::Recover;
@@ -72,126 +73,42 @@ impl Compiled {
         })
     }
 
-    fn field_id(&self, name: &str) -> u8 {
-        // `label_fields` has at most MAX_LABEL_FIELDS (< 255) entries, so the index fits.
+    fn field_id(&self, name: &str) -> FieldId {
         self.label_fields
             .iter()
             .position(|f| f == name)
-            .map_or(NONE, |i| i as u8)
+            .and_then(FieldId::new)
+            .unwrap_or(FieldId::NONE)
     }
 
-    /// Works out the plan for one callsite.
+    /// Works out the plan for one callsite: its spans' label fields, then the actions of the
+    /// rules it matches, then what the layer derives from them per event.
     pub(crate) fn plan(&self, meta: &'static Metadata<'static>) -> Plan {
         let mut b = PlanBuilder {
             meta,
-            slot_of_field: vec![NONE; meta.fields().len()].into_boxed_slice(),
+            slot_of_field: vec![Slot::NONE; meta.fields().len()].into_boxed_slice(),
             slots: Vec::new(),
         };
         if meta.is_span() {
-            for field in meta.fields().iter() {
-                let id = self.field_id(field.name());
-                if id != NONE {
-                    if let Some(slot) = b.slot(field.name()) {
-                        b.slots[slot as usize].label = true;
-                        b.slots[slot as usize].field_id = id;
-                    }
-                }
-            }
+            self.keep_span_fields(&mut b);
         }
-        let mut actions = Vec::new();
-        for (rule, metric) in &self.rules {
-            if !rule.matches(meta) {
-                continue;
-            }
-            let value = match &rule.measure {
-                Measure::One => ValuePlan::One,
-                Measure::SpanDuration => ValuePlan::SpanDuration,
-                Measure::SpanActive => ValuePlan::SpanActive,
-                Measure::Fields { sources, default } => {
-                    let mut sources: Vec<(u8, f64)> = sources
-                        .iter()
-                        .filter_map(|(name, scale)| {
-                            let slot = b.slot(name)?;
-                            b.slots[slot as usize].value = true;
-                            Some((slot, *scale))
-                        })
-                        .collect();
-                    if sources.is_empty() && default.is_none() {
-                        continue; // this callsite never carries the value
-                    }
-                    let first = (!sources.is_empty()).then(|| sources.remove(0));
-                    ValuePlan::Fields {
-                        first,
-                        rest: sources.into_boxed_slice(),
-                        default: default.map(default_value),
-                        range: rule.value_range,
-                    }
-                }
-            };
-            let labels = rule
-                .labels
-                .iter()
-                .map(|(name, sources)| {
-                    let known = self.known(Some(rule), name);
-                    self.label_plan(&mut b, sources, known)
-                })
-                .collect();
-            actions.push(Action {
-                metric: Arc::clone(metric),
-                set: 0,
-                value,
-                labels,
-                conflict: false,
-                cache: Default::default(),
-            });
-        }
+        let mut actions: Vec<Action> = self
+            .rules
+            .iter()
+            .filter(|(rule, _)| rule.matches(meta))
+            .filter_map(|(rule, metric)| self.action(&mut b, rule, metric))
+            .collect();
         if self.prefix_fields && meta.is_event() {
             self.prefix_actions(&mut b, &mut actions);
         }
-        let stores_fields = meta.is_span() && b.slots.iter().any(|s| s.field_id != NONE);
+        let stores_fields = meta.is_span() && b.slots.iter().any(|s| s.field_id != FieldId::NONE);
         let is_gauge = |a: &Action| matches!(a.value, ValuePlan::SpanActive);
-        let mut inheriting: Vec<Inheriting> = Vec::new();
-        for l in actions.iter().flat_map(|a| a.labels.iter()) {
-            if !l.inherit.is_empty()
-                && !inheriting
-                    .iter()
-                    .any(|(own, inherit)| *own == l.own && *inherit == l.inherit)
-            {
-                inheriting.push((l.own.clone(), l.inherit.clone()));
-            }
-        }
-        let own_mask = inheriting.iter().all(|(own, _)| !own.is_empty()).then(|| {
-            inheriting
-                .iter()
-                .flat_map(|(own, _)| own.iter())
-                .fold(0u16, |m, &slot| {
-                    m | 1u16.checked_shl(u32::from(slot)).unwrap_or(0)
-                })
-        });
-        let fields = b
-            .slot_of_field
-            .iter()
-            .map(|&slot| {
-                let usage = b.slots.get(slot as usize).copied().unwrap_or_default();
-                FieldUse {
-                    slot,
-                    label: usage.label,
-                    value: usage.value,
-                }
-            })
-            .collect();
-        let settled_by = match &actions[..] {
-            [a] if meta.is_event() => match (&a.labels[..], a.value.constant()) {
-                ([l], Some(v)) if l.own.len() == 1 => l.own.first().map(|&slot| (slot, v)),
-                _ => None,
-            },
-            _ => None,
-        };
+        let inheriting = inheriting(&actions);
         Plan {
-            fields,
+            fields: b.field_uses(),
             slots: b.slots.into_boxed_slice(),
-            settled_by,
-            own_mask,
+            settled_by: settled_by(meta, &actions),
+            own_mask: own_mask(&inheriting),
             inheriting: inheriting.into_boxed_slice(),
             opens_gauges: actions.iter().any(is_gauge),
             closes: actions.iter().any(|a| !is_gauge(a)),
@@ -201,6 +118,69 @@ impl Compiled {
             actions: actions.into_boxed_slice(),
             stores_fields,
         }
+    }
+
+    /// A span keeps the label fields it carries, for its own labels and its children's.
+    fn keep_span_fields(&self, b: &mut PlanBuilder) {
+        for field in b.meta.fields().iter() {
+            let id = self.field_id(field.name());
+            if id == FieldId::NONE {
+                continue;
+            }
+            if let Some(slot) = b.slot(field.name()) {
+                let usage = b.usage(slot);
+                usage.label = true;
+                usage.field_id = id;
+            }
+        }
+    }
+
+    /// What `rule` does at this callsite; `None` when the callsite never carries its value.
+    fn action(&self, b: &mut PlanBuilder, rule: &Rule, metric: &Arc<Metric>) -> Option<Action> {
+        let value = match &rule.measure {
+            Measure::One => ValuePlan::One,
+            Measure::SpanDuration => ValuePlan::SpanDuration,
+            Measure::SpanActive => ValuePlan::SpanActive,
+            Measure::Fields { sources, default } => {
+                let mut sources: Vec<Source> = sources
+                    .iter()
+                    .filter_map(|(name, scale)| {
+                        let slot = b.slot(name)?;
+                        b.usage(slot).value = true;
+                        Some(Source {
+                            slot,
+                            scale: *scale,
+                        })
+                    })
+                    .collect();
+                if sources.is_empty() && default.is_none() {
+                    return None;
+                }
+                let first = (!sources.is_empty()).then(|| sources.remove(0));
+                ValuePlan::Fields {
+                    first,
+                    rest: sources.into_boxed_slice(),
+                    default: default.map(default_value),
+                    range: rule.value_range,
+                }
+            }
+        };
+        let labels = rule
+            .labels
+            .iter()
+            .map(|(name, sources)| {
+                let known = self.known(Some(rule), name);
+                self.label_plan(b, sources, known)
+            })
+            .collect();
+        Some(Action {
+            metric: Arc::clone(metric),
+            set: 0,
+            value,
+            labels,
+            conflict: false,
+            cache: Default::default(),
+        })
     }
 
     /// The known values `label` (of `rule`, or of a field-prefix metric) is bounded to.
@@ -294,14 +274,15 @@ impl Compiled {
             match source {
                 LabelSource::Field(name) => {
                     if let Some(slot) = b.slot(name) {
-                        b.slots[slot as usize].label = true;
+                        b.usage(slot).label = true;
                         // At most MAX_CAPTURES distinct slots exist; repeats are kept once.
                         if !own.contains(&slot) {
-                            let _ = own.try_push(slot);
+                            let pushed = own.try_push(slot);
+                            debug_assert!(pushed.is_ok(), "more slots than MAX_CAPTURES");
                         }
                     }
                     let id = self.field_id(name);
-                    if id != NONE {
+                    if id != FieldId::NONE {
                         inherit.push(id);
                     }
                 }
@@ -337,30 +318,98 @@ fn sanitized(v: &str) -> Box<str> {
     s.into_boxed_str()
 }
 
+/// The distinct sources of the labels that may come from an enclosing span.
+fn inheriting(actions: &[Action]) -> Vec<Inheriting> {
+    let mut inheriting: Vec<Inheriting> = Vec::new();
+    for l in actions.iter().flat_map(|a| a.labels.iter()) {
+        if !l.inherit.is_empty()
+            && !inheriting
+                .iter()
+                .any(|i| i.own == l.own && i.fields == l.inherit)
+        {
+            inheriting.push(Inheriting {
+                own: l.own.clone(),
+                fields: l.inherit.clone(),
+            });
+        }
+    }
+    inheriting
+}
+
+/// When every inheriting label has capture slots of its own: all those slots.
+fn own_mask(inheriting: &[Inheriting]) -> Option<CaptureMask> {
+    inheriting.iter().all(|i| !i.own.is_empty()).then(|| {
+        inheriting
+            .iter()
+            .flat_map(|i| i.own.iter())
+            .fold(CaptureMask::EMPTY, |m, &slot| m.with(slot))
+    })
+}
+
+/// The field whose string alone settles an event: one action, a value that needs no field,
+/// one label whose only own source is that field.
+fn settled_by(meta: &Metadata<'_>, actions: &[Action]) -> Option<Settled> {
+    match actions {
+        [a] if meta.is_event() => match (&a.labels[..], a.value.constant()) {
+            ([l], Some(value)) if l.own.len() == 1 => {
+                l.own.first().map(|&slot| Settled { slot, value })
+            }
+            _ => None,
+        },
+        _ => None,
+    }
+}
+
 /// A callsite's plan while it is worked out: the capture slots allotted so far.
 pub(super) struct PlanBuilder {
     pub(super) meta: &'static Metadata<'static>,
-    slot_of_field: Box<[u8]>,
-    pub(super) slots: Vec<SlotUse>,
+    slot_of_field: Box<[Slot]>,
+    slots: Vec<SlotUse>,
 }
 
 impl PlanBuilder {
     /// The capture slot of the callsite's field `name`, allotted on first use; `None` when the
     /// callsite has no such field or all slots are taken.
-    pub(super) fn slot(&mut self, name: &str) -> Option<u8> {
-        let field = self.meta.fields().field(name)?;
-        let idx = field.index();
-        if self.slot_of_field[idx] == NONE {
-            if self.slots.len() >= MAX_CAPTURES {
-                return None;
-            }
-            self.slot_of_field[idx] = self.slots.len() as u8;
-            self.slots.push(SlotUse {
-                field_id: NONE,
-                ..SlotUse::default()
-            });
+    pub(super) fn slot(&mut self, name: &str) -> Option<Slot> {
+        let idx = self.meta.fields().field(name)?.index();
+        let Some(&slot) = self.slot_of_field.get(idx) else {
+            debug_assert!(false, "a field index past the callsite's fields");
+            return None;
+        };
+        if slot != Slot::NONE {
+            return Some(slot);
         }
-        Some(self.slot_of_field[idx])
+        let slot = Slot::new(self.slots.len())?;
+        self.slot_of_field[idx] = slot;
+        self.slots.push(SlotUse::default());
+        Some(slot)
+    }
+
+    /// How `slot` (one [`PlanBuilder::slot`] gave) is used.
+    pub(super) fn usage(&mut self, slot: Slot) -> &mut SlotUse {
+        // `slot` came from `PlanBuilder::slot`, which pushed its entry; growing rather than
+        // panicking keeps a wrong slot from failing the application's callsite registration.
+        let i = slot.index();
+        debug_assert!(i < self.slots.len(), "a slot this builder did not allot");
+        if i >= self.slots.len() {
+            self.slots.resize(i + 1, SlotUse::default());
+        }
+        &mut self.slots[i]
+    }
+
+    /// Field index -> its slot and what the slot keeps.
+    fn field_uses(&self) -> Box<[FieldUse]> {
+        self.slot_of_field
+            .iter()
+            .map(|&slot| {
+                let usage = self.slots.get(slot.index()).copied().unwrap_or_default();
+                FieldUse {
+                    slot,
+                    label: usage.label,
+                    value: usage.value,
+                }
+            })
+            .collect()
     }
 }
 
@@ -383,7 +432,6 @@ impl Compiled {
     /// OpenTelemetry reader): for unit tests of plans and of what runs them.
     pub(crate) fn for_test(rules: &Rules) -> Compiled {
         use crate::clock::ManualClock;
-        use crate::otel::Otel;
         use crate::series::Settings;
         let metrics = Metrics::new(
             Settings {
@@ -395,7 +443,7 @@ impl Compiled {
                 budget: None,
                 created: false,
             },
-            Arc::new(Otel::disabled()),
+            Arc::new(crate::series::NoObserver),
         );
         // UNWRAP: test-only; the rules a test passes are valid ones.
         Compiled::new(rules, Arc::new(metrics)).expect("valid rules")
@@ -420,10 +468,14 @@ mod tests {
             .collect()
     }
 
-    fn field_id(c: &Compiled, name: &str) -> u8 {
+    fn field_id(c: &Compiled, name: &str) -> FieldId {
         let id = c.field_id(name);
-        assert_ne!(id, NONE, "{name} is a label field");
+        assert_ne!(id, FieldId::NONE, "{name} is a label field");
         id
+    }
+
+    fn slot(i: usize) -> Slot {
+        Slot::new(i).expect("a slot under MAX_CAPTURES")
     }
 
     #[test]
@@ -447,20 +499,23 @@ mod tests {
         assert_eq!(
             a.labels[..],
             [LabelPlan {
-                own: [0].into_iter().collect(),
+                own: [slot(0)].into_iter().collect(),
                 inherit: Box::new([field_id(&c, "channel")]),
                 fallback: "unknown".into(),
                 known: None,
             }]
         );
         // `message` is not used; `channel` is captured as a label in slot 0.
-        assert_eq!(plan.fields[0].slot, NONE);
-        assert_eq!((plan.fields[1].slot, plan.fields[1].label), (0, true));
-        assert_eq!(plan.own_mask, Some(1));
+        assert_eq!(plan.fields[0].slot, Slot::NONE);
+        assert_eq!((plan.fields[1].slot, plan.fields[1].label), (slot(0), true));
+        assert_eq!(plan.own_mask, Some(CaptureMask::EMPTY.with(slot(0))));
         assert!(!plan.stores_fields, "events keep nothing");
         assert_eq!(
             plan.settled_by,
-            Some((0, Num::U64(1))),
+            Some(Settled {
+                slot: slot(0),
+                value: Num::U64(1)
+            }),
             "the channel alone settles the event: recorded the moment it is visited"
         );
     }
@@ -477,7 +532,7 @@ mod tests {
     fn only_an_event_with_one_action_one_label_and_no_value_field_is_settled_by_a_field() {
         let c = compiled(&Rules::dchat_defaults());
         let settled = |cs: &'static dyn tracing::callsite::Callsite| {
-            c.plan(cs.metadata()).settled_by.map(|(slot, _)| slot)
+            c.plan(cs.metadata()).settled_by.map(|s| s.slot)
         };
         let with_count = tracing::callsite!(name: "message.sent", kind: tracing::metadata::Kind::EVENT,
             fields: count, channel);
@@ -489,7 +544,7 @@ mod tests {
             kind: tracing::metadata::Kind::EVENT, fields: message, channel);
         assert_eq!(
             settled(one_action),
-            Some(0),
+            Some(slot(0)),
             "no latency: the counter alone"
         );
         let no_field = tracing::callsite!(name: "message.sent", kind: tracing::metadata::Kind::EVENT,
@@ -533,7 +588,10 @@ mod tests {
         });
         assert_eq!(
             c.plan(counted.metadata()).settled_by,
-            Some((0, Num::U64(3))),
+            Some(Settled {
+                slot: slot(0),
+                value: Num::U64(3)
+            }),
             "the default, as the copying path records it"
         );
     }
@@ -547,7 +605,13 @@ mod tests {
         let ValuePlan::Fields { first, default, .. } = &plan.actions[0].value else {
             panic!("{:?}", plan.actions[0].value)
         };
-        assert_eq!(*first, Some((0, 1.0)));
+        assert_eq!(
+            *first,
+            Some(Source {
+                slot: slot(0),
+                scale: 1.0
+            })
+        );
         assert_eq!(*default, Some(Num::U64(1)));
         assert!(plan.slots[0].value);
         assert_eq!(default_value(0.5), Num::F64(0.5));
@@ -632,7 +696,10 @@ mod tests {
         assert_eq!(
             a.value,
             ValuePlan::Fields {
-                first: Some((0, 1.0)),
+                first: Some(Source {
+                    slot: slot(0),
+                    scale: 1.0
+                }),
                 rest: Box::new([]),
                 default: None,
                 range: None,
@@ -643,7 +710,7 @@ mod tests {
             1,
             "only allow-listed fields label it (not `user`)"
         );
-        assert_eq!(a.labels[0].own[..], [1]);
+        assert_eq!(a.labels[0].own[..], [slot(1)]);
         assert!(
             a.labels[0].inherit.is_empty(),
             "prefix labels are the event's own"
@@ -673,8 +740,12 @@ mod tests {
             fields: peer, user);
         let plan = c.plan(cs.metadata());
         let l = &plan.actions[0].labels[0];
-        assert_eq!(l.own[..], [0, 1]);
-        assert_eq!(plan.fields[1].slot, 0, "user (first source) got slot 0");
+        assert_eq!(l.own[..], [slot(0), slot(1)]);
+        assert_eq!(
+            plan.fields[1].slot,
+            slot(0),
+            "user (first source) got slot 0"
+        );
         assert_eq!(l.inherit[..], [field_id(&c, "user"), field_id(&c, "peer")]);
         assert_eq!(&*l.fallback, "nobody", "the first fallback source wins");
     }

@@ -13,7 +13,7 @@ use std::sync::Arc;
 
 use arrayvec::ArrayVec;
 
-use crate::limits::MAX_CAPTURES;
+use crate::limits::{MAX_CAPTURES, MAX_LABEL_FIELDS};
 use crate::rules::ValueRange;
 use crate::series::Metric;
 use crate::value::Num;
@@ -21,42 +21,134 @@ use crate::value::Num;
 pub(crate) use compile::Compiled;
 pub(crate) use table::{PlanRef, PlanTable};
 
-/// No capture slot / no label-field id.
-pub(crate) const NONE: u8 = u8::MAX;
+/// A capture slot: where one field of a callsite is kept while its span or event is visited.
+/// A callsite has at most [`MAX_CAPTURES`], numbered from 0 in the order its rules use them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub(crate) struct Slot(u8);
+
+impl Slot {
+    /// No slot: the field is not captured.
+    pub(crate) const NONE: Slot = Slot(u8::MAX);
+
+    /// The `i`th slot; `None` past [`MAX_CAPTURES`].
+    pub(crate) fn new(i: usize) -> Option<Slot> {
+        // MAX_CAPTURES is at most 16, so the index fits a byte.
+        (i < MAX_CAPTURES).then_some(Slot(i as u8))
+    }
+
+    /// Its index into the capture arrays (`NONE`'s is past them).
+    #[inline]
+    pub(crate) fn index(self) -> usize {
+        usize::from(self.0)
+    }
+}
+
+/// A label field's number: every field name some rule draws a label from is numbered once,
+/// and spans keep the values of such fields under it for their children to inherit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct FieldId(u8);
+
+impl FieldId {
+    /// No id: the field feeds no label.
+    pub(crate) const NONE: FieldId = FieldId(u8::MAX);
+
+    /// The `i`th label field; `None` past [`MAX_LABEL_FIELDS`], which keeps `NONE` apart.
+    pub(crate) fn new(i: usize) -> Option<FieldId> {
+        // MAX_LABEL_FIELDS is below u8::MAX, so the index fits a byte and is never NONE.
+        (i < MAX_LABEL_FIELDS).then_some(FieldId(i as u8))
+    }
+}
+
+/// `NONE`: the filler of arrays whose length says how many ids they hold.
+impl Default for FieldId {
+    fn default() -> Self {
+        FieldId::NONE
+    }
+}
+
+/// A set of capture slots, one bit each.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(crate) struct CaptureMask(u16);
+
+// One bit per capture slot.
+const _: () = assert!(MAX_CAPTURES <= u16::BITS as usize);
+const _: () = assert!(MAX_LABEL_FIELDS < u8::MAX as usize);
+
+impl CaptureMask {
+    /// No slot.
+    pub(crate) const EMPTY: CaptureMask = CaptureMask(0);
+
+    /// This set and `slot` (a slot past [`MAX_CAPTURES`] adds nothing).
+    #[inline]
+    pub(crate) fn with(self, slot: Slot) -> CaptureMask {
+        debug_assert!(slot.index() < MAX_CAPTURES, "a slot past the captures");
+        CaptureMask(self.0 | 1u16.checked_shl(u32::from(slot.0)).unwrap_or(0))
+    }
+
+    /// Whether `slot` is in the set.
+    #[inline]
+    pub(crate) fn contains(self, slot: Slot) -> bool {
+        self.0 & 1u16.checked_shl(u32::from(slot.0)).unwrap_or(0) != 0
+    }
+
+    /// Whether every slot of `other` is in the set.
+    #[inline]
+    pub(crate) fn contains_all(self, other: CaptureMask) -> bool {
+        self.0 & other.0 == other.0
+    }
+}
 
 /// How a captured field is used.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct SlotUse {
     /// Kept as a (sanitised) string: it feeds a label.
     pub(crate) label: bool,
     /// Kept as a number: it feeds a value.
     pub(crate) value: bool,
     /// For spans: the label-field id under which the span keeps it for inheritance.
-    pub(crate) field_id: u8,
+    pub(crate) field_id: FieldId,
 }
 
-/// How one field of a callsite is used: its capture slot ([`NONE`] when not captured) and what
-/// the slot keeps (a copy of [`SlotUse`]'s bits, so visiting a field is one load).
+impl Default for SlotUse {
+    fn default() -> Self {
+        SlotUse {
+            label: false,
+            value: false,
+            field_id: FieldId::NONE,
+        }
+    }
+}
+
+/// How one field of a callsite is used: its capture slot ([`Slot::NONE`] when not captured)
+/// and what the slot keeps (a copy of [`SlotUse`]'s bits, so visiting a field is one load).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct FieldUse {
-    pub(crate) slot: u8,
+    pub(crate) slot: Slot,
     pub(crate) label: bool,
     pub(crate) value: bool,
 }
 
 /// Capture slots, inline (a callsite has at most [`MAX_CAPTURES`]): read on every event without
 /// following a pointer.
-pub(crate) type Slots = ArrayVec<u8, MAX_CAPTURES>;
+pub(crate) type Slots = ArrayVec<Slot, MAX_CAPTURES>;
+
+/// A field a value is read from: its capture slot and the factor that makes it the metric's
+/// unit (`latency_ms` has 0.001).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub(crate) struct Source {
+    pub(crate) slot: Slot,
+    pub(crate) scale: f64,
+}
 
 /// Where an action's value comes from.
 #[derive(Debug, PartialEq)]
 pub(crate) enum ValuePlan {
     One,
     Fields {
-        /// `(capture slot, scale)`, in order of preference: the first inline (most values have
-        /// one source), then the rest.
-        first: Option<(u8, f64)>,
-        rest: Box<[(u8, f64)]>,
+        /// The source fields, in order of preference: the first inline (most values have one
+        /// source), then the rest.
+        first: Option<Source>,
+        rest: Box<[Source]>,
         /// The value when no source field is present, converted once (an exact integer when
         /// the default is one).
         default: Option<Num>,
@@ -92,7 +184,7 @@ pub(crate) struct LabelPlan {
     /// Capture slots of the callsite's own fields, in order of preference.
     pub(crate) own: Slots,
     /// Label-field ids to look for in enclosing spans, in order of preference.
-    pub(crate) inherit: Box<[u8]>,
+    pub(crate) inherit: Box<[FieldId]>,
     /// Used when no field yields a value: the target, a fixed value or `unknown`.
     pub(crate) fallback: Box<str>,
     /// The values the label is bounded to, if it is.
@@ -155,9 +247,24 @@ pub(crate) struct Action {
     pub(crate) cache: crate::series::cache::CallsiteCache,
 }
 
-/// A label that may come from an enclosing span: the capture slots that give it a value of the
-/// callsite's own (if any holds one, no span is consulted) and the label-field ids to look for.
-pub(crate) type Inheriting = (Slots, Box<[u8]>);
+/// A label that may come from an enclosing span.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct Inheriting {
+    /// The capture slots that give it a value of the callsite's own: if any holds one, no span
+    /// is consulted.
+    pub(crate) own: Slots,
+    /// The label-field ids to look for in enclosing spans.
+    pub(crate) fields: Box<[FieldId]>,
+}
+
+/// An event whose one string field settles everything it does (see [`Plan::settled_by`]).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub(crate) struct Settled {
+    /// The capture slot of that field.
+    pub(crate) slot: Slot,
+    /// The value the event records.
+    pub(crate) value: Num,
+}
 
 /// Everything a callsite does.
 #[derive(Debug)]
@@ -168,12 +275,12 @@ pub(crate) struct Plan {
     pub(crate) actions: Box<[Action]>,
     /// Spans: whether the span keeps fields for its own labels or its children's.
     pub(crate) stores_fields: bool,
-    /// The distinct `(own slots, inherited field ids)` of the labels that may come from an
-    /// enclosing span, so an event works out what to look up without walking every label.
+    /// The distinct sources of the labels that may come from an enclosing span, so an event
+    /// works out what to look up without walking every label.
     pub(crate) inheriting: Box<[Inheriting]>,
     /// When every inheriting label has capture slots of its own: all those slots, as a bit set.
     /// An event that filled all of them needs nothing from its spans (checked with one AND).
-    pub(crate) own_mask: Option<u16>,
+    pub(crate) own_mask: Option<CaptureMask>,
     /// Spans: whether opening the span moves a gauge (`SpanActive`).
     pub(crate) opens_gauges: bool,
     /// Spans: whether closing the span records anything besides taking its gauges back down.
@@ -185,7 +292,7 @@ pub(crate) struct Plan {
     /// own source is this slot). When that field's string is one sanitising leaves as it is,
     /// the visitor records the event the moment the field arrives, from the caller's string,
     /// without copying it; any other value is copied and sanitised as usual.
-    pub(crate) settled_by: Option<(u8, Num)>,
+    pub(crate) settled_by: Option<Settled>,
 }
 
 impl Plan {

@@ -3,10 +3,10 @@
 //! tracing-opentelemetry's `MetricsLayer` moves over unchanged.
 
 use super::compile::{Compiled, PlanBuilder};
-use super::{Action, LabelPlan, ValuePlan, NONE};
+use super::{Action, LabelPlan, Source, ValuePlan};
 use crate::catalog::MetricDef;
 use crate::catalog::MetricKind;
-use crate::labels::{sanitize_label_name, sanitize_metric_name};
+use crate::labels::{sanitize_label_name, sanitize_metric_name, COUNTER_SUFFIX};
 
 /// The default buckets tracing-opentelemetry's `histogram.` fields get (the SDK's defaults).
 const PREFIX_BUCKETS: &[f64] = &[
@@ -32,12 +32,12 @@ fn metric_name(kind: MetricKind, base: &str) -> String {
     let sanitized = sanitize_metric_name(base);
     // `_total` is added back to counters; a base that is nothing else keeps it (an empty name
     // would break the whole exposition).
-    let base = match sanitized.strip_suffix("_total") {
+    let base = match sanitized.strip_suffix(COUNTER_SUFFIX) {
         Some(b) if !b.is_empty() => b,
         _ => &sanitized,
     };
     let composed = if kind == MetricKind::Counter {
-        format!("{base}_total")
+        format!("{base}{COUNTER_SUFFIX}")
     } else {
         base.to_owned()
     };
@@ -63,7 +63,7 @@ impl Compiled {
                 continue;
             };
             let Some(slot) = b.slot(name) else { continue };
-            b.slots[slot as usize].value = true;
+            b.usage(slot).value = true;
             let metric_name = metric_name(kind, base);
             let label_names: Vec<String> = label_fields
                 .iter()
@@ -94,12 +94,12 @@ impl Compiled {
             let labels = label_fields
                 .iter()
                 .map(|f| {
-                    let slot = b.slot(f).unwrap_or(NONE);
-                    if slot != NONE {
-                        b.slots[slot as usize].label = true;
+                    let slot = b.slot(f);
+                    if let Some(slot) = slot {
+                        b.usage(slot).label = true;
                     }
                     LabelPlan {
-                        own: (slot != NONE).then_some(slot).into_iter().collect(),
+                        own: slot.into_iter().collect(),
                         inherit: Box::new([]),
                         fallback: "unknown".into(),
                         known: self.known(None, f),
@@ -111,7 +111,7 @@ impl Compiled {
                 metric,
                 set,
                 value: ValuePlan::Fields {
-                    first: Some((slot, 1.0)),
+                    first: Some(Source { slot, scale: 1.0 }),
                     rest: Box::new([]),
                     default: None,
                     range: None,

@@ -323,37 +323,41 @@ impl RuleBuilder {
     /// [`Error::InvalidRule`] when the metric name, a label name, the buckets or the measure do
     /// not fit the metric kind or Prometheus' rules.
     pub fn build(self) -> Result<Rule, Error> {
-        let m = &self.metric;
-        let fail = |reason: String| {
-            Err(Error::InvalidRule {
-                metric: m.name.clone(),
-                reason,
-            })
+        let checked = check_metric(&self.metric)
+            .and_then(|()| self.check_counts())
+            .and_then(|()| self.label_names())
+            .and_then(|names| self.check_known(&names).map(|()| names))
+            .and_then(|names| self.check_value_range().map(|()| names))
+            .and_then(|names| self.measure().map(|measure| (names, measure)));
+        let (label_names, measure) = match checked {
+            Ok(checked) => checked,
+            Err(reason) => {
+                return Err(Error::InvalidRule {
+                    metric: self.metric.name,
+                    reason,
+                })
+            }
         };
-        if !is_valid_metric_name(&m.name) {
-            return fail("not a valid Prometheus metric name ([a-zA-Z_:][a-zA-Z0-9_:]*, not starting with the reserved __)".into());
-        }
-        if (m.kind == MetricKind::Counter) != m.name.ends_with(crate::labels::COUNTER_SUFFIX) {
-            return fail("counter names, and only counter names, end in _total".into());
-        }
-        if m.help.trim().is_empty() {
-            return fail("a description (HELP text) is required".into());
-        }
-        if m.kind == MetricKind::Histogram {
-            if m.buckets.is_empty() {
-                return fail("a histogram needs buckets (with_buckets)".into());
-            }
-            if !valid_buckets(&m.buckets) {
-                return fail(format!(
-                    "buckets must be finite and strictly increasing, at most {}",
-                    crate::limits::MAX_BUCKETS
-                ));
-            }
-        } else if !m.buckets.is_empty() {
-            return fail("only histograms take buckets".into());
-        }
+        let mut metric = self.metric;
+        metric.label_names = label_names;
+        Ok(Rule {
+            applies_to_spans: self.kind == Kind::Span,
+            name: self.name,
+            target_prefix: self.target_prefix,
+            level: self.level,
+            metric,
+            measure,
+            labels: self.labels,
+            known: self.known,
+            value_range: self.value_range,
+        })
+    }
+
+    /// At most [`MAX_LABELS`] labels, and [`MAX_CAPTURES`] distinct source fields (labels and
+    /// value together).
+    fn check_counts(&self) -> Result<(), String> {
         if self.labels.len() > MAX_LABELS {
-            return fail(format!(
+            return Err(format!(
                 "{} labels: a metric has at most limits::MAX_LABELS = {MAX_LABELS}",
                 self.labels.len()
             ));
@@ -373,93 +377,126 @@ impl RuleBuilder {
         fields.sort_unstable();
         fields.dedup();
         if fields.len() > MAX_CAPTURES {
-            return fail(format!(
+            return Err(format!(
                 "{} distinct source fields: a callsite captures at most limits::MAX_CAPTURES = \
                  {MAX_CAPTURES}",
                 fields.len()
             ));
         }
+        Ok(())
+    }
+
+    /// The label names, each valid, unreserved, given once and with a source.
+    fn label_names(&self) -> Result<Vec<String>, String> {
         let mut label_names = Vec::with_capacity(self.labels.len());
         for (label, sources) in &self.labels {
             if !is_valid_label_name(label) || label == crate::labels::OVERFLOW_LABEL {
-                return fail(format!(
+                return Err(format!(
                     "label {label:?} is not a valid, unreserved label name"
                 ));
             }
             if label_names.contains(label) {
-                return fail(format!("label {label:?} given twice"));
+                return Err(format!("label {label:?} given twice"));
             }
             if sources.is_empty() {
-                return fail(format!("label {label:?} has no source"));
+                return Err(format!("label {label:?} has no source"));
             }
             label_names.push(label.clone());
         }
+        Ok(label_names)
+    }
+
+    /// Known values only for labels of this rule, each set valid.
+    fn check_known(&self, label_names: &[String]) -> Result<(), String> {
         for (label, known) in &self.known {
             if !label_names.contains(label) {
-                return fail(format!(
+                return Err(format!(
                     "known values are given for {label:?}, which is not a label of this rule"
                 ));
             }
-            if let Err(reason) = known.check() {
-                return fail(format!("known values of {label:?}: {reason}"));
-            }
+            known
+                .check()
+                .map_err(|reason| format!("known values of {label:?}: {reason}"))?;
         }
-        if let Some(r) = self.value_range {
-            if !(r.min.is_finite() && r.max.is_finite() && r.min <= r.max) {
-                return fail("a value range needs finite bounds, the lower one first".into());
-            }
-            if !matches!(self.measure, Some(Measure::Fields { .. })) {
-                return fail(
-                    "a value range bounds values read from fields (with_value_field)".into(),
-                );
-            }
+        Ok(())
+    }
+
+    /// A value range with finite, ordered bounds, on a value read from fields.
+    fn check_value_range(&self) -> Result<(), String> {
+        let Some(r) = self.value_range else {
+            return Ok(());
+        };
+        if !(r.min.is_finite() && r.max.is_finite() && r.min <= r.max) {
+            return Err("a value range needs finite bounds, the lower one first".into());
         }
-        let measure = match (self.measure, self.kind) {
-            (Some(m), _) => m,
+        if !matches!(self.measure, Some(Measure::Fields { .. })) {
+            return Err("a value range bounds values read from fields (with_value_field)".into());
+        }
+        Ok(())
+    }
+
+    /// The measure, given or the kind's default, checked against the rule's kind.
+    fn measure(&self) -> Result<Measure, String> {
+        let kind = self.metric.kind;
+        let measure = match (&self.measure, self.kind) {
+            (Some(m), _) => m.clone(),
             (None, Kind::Event) => Measure::One,
-            (None, Kind::Span) if m.kind == MetricKind::UpDownCounter => Measure::SpanActive,
-            (None, Kind::Span) if m.kind == MetricKind::Histogram => Measure::SpanDuration,
+            (None, Kind::Span) if kind == MetricKind::UpDownCounter => Measure::SpanActive,
+            (None, Kind::Span) if kind == MetricKind::Histogram => Measure::SpanDuration,
             (None, Kind::Span) => Measure::One,
         };
-        match (&measure, self.kind, m.kind) {
+        match (&measure, self.kind, kind) {
             (Measure::SpanDuration | Measure::SpanActive, Kind::Event, _) => {
-                return fail("span measures need a span rule (with_span_name or on_spans)".into())
+                Err("span measures need a span rule (with_span_name or on_spans)".into())
             }
             (Measure::SpanActive, _, k) if k != MetricKind::UpDownCounter => {
-                return fail("SpanActive feeds an UpDownCounter".into())
+                Err("SpanActive feeds an UpDownCounter".into())
             }
-            (Measure::Fields { .. }, Kind::Span, _) => {
-                return fail(
-                    "span rules measure One, SpanDuration or SpanActive (fields are not kept as numbers on spans)"
-                        .into(),
-                )
+            (Measure::Fields { .. }, Kind::Span, _) => Err(
+                "span rules measure One, SpanDuration or SpanActive (fields are not kept as numbers on spans)"
+                    .into(),
+            ),
+            (Measure::Fields { sources, default }, _, _)
+                if sources.is_empty() && default.is_none() =>
+            {
+                Err("a field measure needs a field or a default".into())
             }
-            (Measure::Fields { sources, default }, _, _) => {
-                if sources.is_empty() && default.is_none() {
-                    return fail("a field measure needs a field or a default".into());
-                }
+            (Measure::Fields { sources, default }, _, _)
                 if sources.iter().any(|(_, s)| !s.is_finite())
-                    || default.is_some_and(|d| !d.is_finite())
-                {
-                    return fail("scales and defaults must be finite".into());
-                }
+                    || default.is_some_and(|d| !d.is_finite()) =>
+            {
+                Err("scales and defaults must be finite".into())
             }
-            _ => {}
+            _ => Ok(measure),
         }
-        let mut metric = self.metric;
-        metric.label_names = label_names;
-        Ok(Rule {
-            applies_to_spans: self.kind == Kind::Span,
-            name: self.name,
-            target_prefix: self.target_prefix,
-            level: self.level,
-            metric,
-            measure,
-            labels: self.labels,
-            known: self.known,
-            value_range: self.value_range,
-        })
     }
+}
+
+/// The metric's name, help and buckets fit its kind and Prometheus' rules.
+fn check_metric(m: &MetricDef) -> Result<(), String> {
+    if !is_valid_metric_name(&m.name) {
+        return Err("not a valid Prometheus metric name ([a-zA-Z_:][a-zA-Z0-9_:]*, not starting with the reserved __)".into());
+    }
+    if (m.kind == MetricKind::Counter) != m.name.ends_with(crate::labels::COUNTER_SUFFIX) {
+        return Err("counter names, and only counter names, end in _total".into());
+    }
+    if m.help.trim().is_empty() {
+        return Err("a description (HELP text) is required".into());
+    }
+    if m.kind == MetricKind::Histogram {
+        if m.buckets.is_empty() {
+            return Err("a histogram needs buckets (with_buckets)".into());
+        }
+        if !valid_buckets(&m.buckets) {
+            return Err(format!(
+                "buckets must be finite and strictly increasing, at most {}",
+                crate::limits::MAX_BUCKETS
+            ));
+        }
+    } else if !m.buckets.is_empty() {
+        return Err("only histograms take buckets".into());
+    }
+    Ok(())
 }
 
 #[cfg(test)]

@@ -18,7 +18,7 @@ use hashbrown::HashTable;
 
 use super::cell::Missed;
 use super::key::LabelKey;
-use super::{Metric, Series};
+use super::Series;
 use crate::limits::{CALLSITE_SERIES, THREAD_SERIES_CACHE};
 use crate::value::DropReason;
 
@@ -45,6 +45,16 @@ impl<R, F: FnMut(&Arc<Series>) -> Result<R, Missed>> OnSeries<R> for F {
     }
 }
 
+/// The table behind the caches: a metric's own series, by label set and values.
+pub(crate) trait SeriesTable {
+    /// The metric's process-unique id (the caches hold series of every metric).
+    fn id(&self) -> u32;
+
+    /// The series of `values` (label set `set`, whose hash is `hash`), created when missing
+    /// (or the overflow series).
+    fn lookup<V: AsRef<[u8]>>(&self, hash: u64, set: u32, values: &[V]) -> Arc<Series>;
+}
+
 /// Runs `f` on the series of `values` (label set `set` of `metric`, whose hash is `hash`) until
 /// it lands: from this thread's cache, else from the metric's table (then cached). A series
 /// found dead (expired) is dropped from the cache and looked up again.
@@ -53,7 +63,7 @@ impl<R, F: FnMut(&Arc<Series>) -> Result<R, Missed>> OnSeries<R> for F {
 /// The [`DropReason`] `f` reported.
 #[inline]
 pub(crate) fn with_series<R, V: AsRef<[u8]>>(
-    metric: &Metric,
+    metric: &impl SeriesTable,
     hash: u64,
     set: u32,
     values: &[V],
@@ -63,7 +73,7 @@ pub(crate) fn with_series<R, V: AsRef<[u8]>>(
         // Re-entrant use (something inside `f` or the lookup logs a metric event) or use during
         // thread teardown take the table path below.
         let mut cache = cache.try_borrow_mut().ok()?;
-        let is = |s: &Arc<Series>| s.is(metric.id, set, values);
+        let is = |s: &Arc<Series>| s.is(metric.id(), set, values);
         if let Some(s) = cache.find(hash, is) {
             match f.on(s) {
                 Ok(r) => return Some(Ok(r)),

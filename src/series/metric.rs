@@ -11,15 +11,15 @@ use arrayvec::ArrayVec;
 use super::cell::{Cell, CellKind, Missed};
 use super::exemplar::{self, Exemplars, TraceContext};
 use super::key::LabelKey;
+use super::observer::Observer;
 use super::parked::{GaugeKey, ParkedGauges};
-use super::registry::{is_self_metric, SelfMetrics, Settings};
+use super::settings::{is_self_metric, Settings};
 use super::store::{self, Bounds, Store};
 use super::{cache, nanos, Series, OVERFLOW_LABEL, OVERFLOW_SET};
 use crate::catalog::MetricDef;
 use crate::catalog::MetricKind;
 use crate::clock::Clock;
 use crate::limits::MAX_LABELS;
-use crate::otel::Otel;
 use crate::sync::Recover;
 use crate::value::{DropReason, Num};
 
@@ -48,6 +48,27 @@ impl cache::OnSeries<()> for Recording<'_> {
             self.l1.put(s);
         }
         r
+    }
+}
+
+/// The layer's own health: what it had to fold, drop or expire.
+#[derive(Debug)]
+pub(crate) struct SelfMetrics {
+    pub(super) label_sets_dropped: Arc<Metric>,
+    pub(super) values_dropped: Arc<Metric>,
+    pub(super) series_expired: Arc<Metric>,
+    pub(super) series_forgotten: Arc<Metric>,
+}
+
+impl cache::SeriesTable for Metric {
+    #[inline(always)]
+    fn id(&self) -> u32 {
+        self.id
+    }
+
+    #[inline]
+    fn lookup<V: AsRef<[u8]>>(&self, hash: u64, set: u32, values: &[V]) -> Arc<Series> {
+        Metric::lookup(self, hash, set, values)
     }
 }
 
@@ -165,7 +186,7 @@ impl Metric {
 
     fn make_series(&self, hash: u64, set: u32, key: LabelKey) -> Series {
         let otel = self.otel_histogram.as_ref().map(|h| {
-            let attrs = crate::otel::attributes(&self.label_names(set), set, &key);
+            let attrs = super::attributes(&self.label_names(set), set, &key);
             h.bind(&attrs)
         });
         let now = nanos(self.clock.now());
@@ -381,8 +402,9 @@ impl Metric {
             let mut keyed: Vec<(usize, Arc<Series>)> = series
                 .drain(..)
                 .map(|s| {
-                    let i = sets.iter().position(|(id, _, _)| *id == s.set).unwrap_or(0);
-                    (i, s)
+                    let i = sets.iter().position(|(id, _, _)| *id == s.set);
+                    debug_assert!(i.is_some(), "every series' label set was listed above");
+                    (i.unwrap_or(0), s)
                 })
                 .collect();
             keyed.sort_by(|(ia, a), (ib, b)| {
@@ -431,7 +453,7 @@ pub(super) fn build_metric(
     limit: usize,
     self_metrics: Option<Arc<SelfMetrics>>,
     origin: Instant,
-    otel: &Arc<Otel>,
+    observer: &dyn Observer,
 ) -> Metric {
     let cell_kind = match def.kind {
         MetricKind::Counter if integral => CellKind::CounterU64,
@@ -456,7 +478,7 @@ pub(super) fn build_metric(
         },
         cost: samples_per_series(&def.kind, def.buckets.len(), settings.created),
     };
-    let otel_histogram = otel.histogram(&def);
+    let otel_histogram = observer.histogram(&def);
     let exemplars = settings.exemplars
         && !is_self
         && matches!(def.kind, MetricKind::Histogram | MetricKind::Counter);

@@ -7,7 +7,8 @@
 //! by the store (past it, one overflow series, `otel_metric_overflow="true"`, and
 //! `dchat_telemetry_label_sets_dropped_total{metric}` rises), and idle series expire after the
 //! series TTL. The OpenTelemetry SDK sees the same series through the instruments of
-//! [`crate::otel`]; the exposition is rendered from here.
+//! [`crate::otel`], which learns of each metric as an [`Observer`]; the exposition is rendered
+//! from here. Nothing here imports the rule model, the layer, the exposition or `otel`.
 
 pub(crate) mod budget;
 pub(crate) mod cache;
@@ -15,14 +16,20 @@ pub(crate) mod cell;
 pub(crate) mod exemplar;
 pub(crate) mod key;
 mod metric;
+mod observer;
 pub(crate) mod parked;
 pub(crate) mod rate;
 mod registry;
 pub(crate) mod remembered;
+mod settings;
 pub(crate) mod store;
 
 pub(crate) use metric::Metric;
-pub(crate) use registry::{Metrics, Settings};
+#[cfg(test)]
+pub(crate) use observer::NoObserver;
+pub(crate) use observer::{attributes, Observer};
+pub(crate) use registry::Metrics;
+pub(crate) use settings::Settings;
 
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::sync::OnceLock;
@@ -116,7 +123,9 @@ impl Series {
         self.record(value)?;
         if let Some(x) = &self.exemplars {
             if let Some((trace_id, span_id)) = trace.get() {
-                let v = value.to_f64().unwrap_or(0.0);
+                let v = value.to_f64();
+                debug_assert!(v.is_ok(), "a value the series took is a number");
+                let v = v.unwrap_or(0.0);
                 let slot = match &self.cell {
                     Cell::Histogram(h) => h.bucket_of(v),
                     _ => 0,

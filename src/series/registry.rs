@@ -3,69 +3,17 @@
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
-use super::budget::SampleBudget;
-use super::metric::build_metric;
+use super::metric::{build_metric, SelfMetrics};
+use super::observer::Observer;
+use super::settings::{is_self_metric, Settings};
 use super::Metric;
 use crate::catalog;
 use crate::catalog::MetricDef;
-use crate::clock::Clock;
 use crate::limits::SELF_METRIC_LIMIT;
-use crate::otel::Otel;
 use crate::sync::Recover;
 use crate::value::{DropReason, Num};
-
-/// The layer's own health: what it had to fold, drop or expire.
-#[derive(Debug)]
-pub(crate) struct SelfMetrics {
-    pub(super) label_sets_dropped: Arc<Metric>,
-    pub(super) values_dropped: Arc<Metric>,
-    pub(super) series_expired: Arc<Metric>,
-    pub(super) series_forgotten: Arc<Metric>,
-}
-
-/// The layer's and the server's own metrics: their series are bounded by the program (one per
-/// metric, reason or check), not by what dchat logs, so the user's cardinality limit and the
-/// series TTL do not apply to them.
-const SELF_METRICS: &[&catalog::MetricInfo] = &[
-    &catalog::LABEL_SETS_DROPPED,
-    &catalog::VALUES_DROPPED,
-    &catalog::SERIES_EXPIRED,
-    &catalog::SERIES_FORGOTTEN,
-    &catalog::SAMPLES,
-    &catalog::SAMPLE_BUDGET,
-    &catalog::SERIES,
-    &catalog::HEALTH_CHECK_FAILURES,
-    &catalog::SCRAPES,
-    &catalog::SCRAPE_DURATION,
-    &catalog::READY,
-    &catalog::FILTER_BLOCKED,
-    &catalog::HTTP_REJECTED,
-    &catalog::OTLP_EXPORT_FAILURES,
-    &catalog::REGISTRY_FAMILIES_SKIPPED,
-    &catalog::BUILD_INFO,
-];
-
-pub(super) fn is_self_metric(name: &str) -> bool {
-    SELF_METRICS.iter().any(|m| m.name == name)
-}
-
-/// How [`Metrics`] makes metrics.
-#[derive(Debug, Clone)]
-pub(crate) struct Settings {
-    pub(crate) limit: usize,
-    pub(crate) ttl: Option<Duration>,
-    pub(crate) rate_window_secs: u32,
-    pub(crate) clock: Arc<dyn Clock>,
-    pub(crate) exemplars: bool,
-    /// The node's sample budget, shared by every rule metric (`None`: unbounded, for tests of
-    /// one metric).
-    pub(crate) budget: Option<Arc<SampleBudget>>,
-    /// Whether OpenMetrics scrapes carry `_created` lines (each counter and histogram series
-    /// then costs one sample more).
-    pub(crate) created: bool,
-}
 
 /// Every metric of one `Telemetry`, by name.
 pub(crate) struct Metrics {
@@ -73,7 +21,7 @@ pub(crate) struct Metrics {
     origin: Instant,
     self_metrics: Arc<SelfMetrics>,
     by_name: Mutex<BTreeMap<String, Arc<Metric>>>,
-    otel: Arc<Otel>,
+    observer: Arc<dyn Observer>,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -85,7 +33,8 @@ impl std::fmt::Debug for Metrics {
 }
 
 impl Metrics {
-    pub(crate) fn new(settings: Settings, otel: Arc<Otel>) -> Self {
+    /// The metrics made with `settings`; `observer` (the OpenTelemetry side) learns of each.
+    pub(crate) fn new(settings: Settings, observer: Arc<dyn Observer>) -> Self {
         let origin = Instant::now();
         let make_self = |info: &catalog::MetricInfo| {
             Arc::new(build_metric(
@@ -95,7 +44,7 @@ impl Metrics {
                 SELF_METRIC_LIMIT,
                 None,
                 origin,
-                &otel,
+                observer.as_ref(),
             ))
         };
         let self_metrics = Arc::new(SelfMetrics {
@@ -112,14 +61,14 @@ impl Metrics {
             &self_metrics.series_forgotten,
         ] {
             by_name.insert(m.def.name.clone(), Arc::clone(m));
-            otel.observe(m);
+            observer.metric_made(m);
         }
         Metrics {
             settings,
             origin,
             self_metrics,
             by_name: Mutex::new(by_name),
-            otel,
+            observer,
         }
     }
 
@@ -143,11 +92,11 @@ impl Metrics {
             limit,
             Some(Arc::clone(&self.self_metrics)),
             self.origin,
-            &self.otel,
+            self.observer.as_ref(),
         ));
         by_name.insert(def.name.clone(), Arc::clone(&m));
         drop(by_name);
-        self.otel.observe(&m);
+        self.observer.metric_made(&m);
         if !is_self {
             // Self-metric series start at 0, so that `increase()` sees their first rise.
             let sm = &self.self_metrics;
@@ -175,6 +124,8 @@ impl Metrics {
 
 #[cfg(test)]
 mod tests {
+    use std::time::Duration;
+
     use super::*;
     use crate::clock::ManualClock;
     use crate::series::cell::Reading;
@@ -190,7 +141,7 @@ mod tests {
                 budget: None,
                 created: false,
             },
-            Arc::new(Otel::disabled()),
+            Arc::new(crate::series::NoObserver),
         )
     }
 

@@ -18,7 +18,7 @@ use std::collections::HashMap;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::{Arc, Mutex};
 
-use super::writer::{Label, Le, Type, Value, Writer};
+use super::writer::{Label, Le, Value, Writer};
 use super::Format;
 use crate::catalog::MetricKind;
 use crate::series::budget::SampleBudget;
@@ -87,15 +87,10 @@ impl Taken {
 
     /// Takes the names of one of this crate's own families (never refused: they come first).
     pub(crate) fn own(&mut self, name: &str, kind: MetricKind, info: bool) {
-        let kind = match kind {
-            _ if info => Kind::Info,
-            MetricKind::Counter => Kind::Counter,
-            MetricKind::Histogram => Kind::Histogram,
-            MetricKind::Gauge | MetricKind::UpDownCounter | MetricKind::RateGauge => Kind::Gauge,
-        };
+        let kind = if info { Kind::Info } else { Kind::of(kind) };
         let base = match kind {
             Kind::Counter => crate::labels::counter_family(name),
-            Kind::Info => name.strip_suffix("_info").unwrap_or(name),
+            Kind::Info => crate::labels::info_family(name),
             _ => name,
         };
         for n in sample_names(base, kind) {
@@ -315,16 +310,13 @@ pub(super) fn write(
 ) {
     let om = format == Format::OpenMetrics;
     let text_name = f.text_name();
-    let (ty, family_name) = match f.kind {
-        Kind::Counter => (Type::Counter, text_name.as_str()),
-        Kind::Gauge => (Type::Gauge, f.name.as_str()),
-        Kind::Histogram => (Type::Histogram, f.name.as_str()),
-        Kind::Summary => (Type::Summary, f.name.as_str()),
-        Kind::Info => (Type::Info, text_name.as_str()),
-        Kind::StateSet => (Type::StateSet, f.name.as_str()),
-        Kind::Unknown => (Type::Unknown, f.name.as_str()),
+    // A counter's and an info's family are named in the text format's way (with `_total`,
+    // `_info`); the writer names them for OpenMetrics.
+    let family_name = match f.kind {
+        Kind::Counter | Kind::Info => text_name.as_str(),
+        _ => f.name.as_str(),
     };
-    w.family(family_name, ty, &f.unit, &f.help);
+    w.family(family_name, f.kind, &f.unit, &f.help);
     // Label sets in order of first appearance; within one, samples in the order OpenMetrics
     // wants them.
     let mut order: Vec<&Vec<(String, String)>> = Vec::new();
@@ -378,7 +370,7 @@ pub(super) fn write(
                     // registry's name.
                     let suffix = match s.suffix {
                         Suffix::Created => "_created",
-                        _ if om || f.total => "_total",
+                        _ if om || f.total => crate::labels::COUNTER_SUFFIX,
                         _ => "",
                     };
                     (f.name.as_str(), suffix)
@@ -407,7 +399,7 @@ mod tests {
     }
 
     fn metric() -> Arc<Metric> {
-        let otel = Arc::new(crate::otel::Otel::disabled());
+        let otel = Arc::new(crate::series::NoObserver);
         let settings = crate::series::Settings {
             limit: 10,
             ttl: None,

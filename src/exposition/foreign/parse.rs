@@ -11,41 +11,17 @@
 use super::super::Format;
 use crate::labels::{is_valid_label_name, is_valid_metric_name};
 
-/// A family's type, in OpenMetrics' words (the text format's `untyped` is `Unknown`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Kind {
-    Counter,
-    Gauge,
-    Histogram,
-    Summary,
-    Info,
-    StateSet,
-    Unknown,
-}
+/// A family's type (the text format's `untyped` is `Unknown`).
+pub(crate) use crate::catalog::FamilyType as Kind;
 
-impl Kind {
-    fn parse(word: &str) -> Option<Kind> {
-        Some(match word {
-            "counter" => Kind::Counter,
-            "gauge" => Kind::Gauge,
-            "histogram" => Kind::Histogram,
-            "summary" => Kind::Summary,
-            "info" => Kind::Info,
-            "stateset" => Kind::StateSet,
-            "unknown" | "untyped" => Kind::Unknown,
-            _ => return None,
-        })
-    }
-
-    /// The sample-name suffixes a family of this kind has.
-    fn suffixes(self) -> &'static [Suffix] {
-        match self {
-            Kind::Counter => &[Suffix::Total, Suffix::Created, Suffix::None],
-            Kind::Histogram => &[Suffix::Bucket, Suffix::Sum, Suffix::Count, Suffix::Created],
-            Kind::Summary => &[Suffix::Sum, Suffix::Count, Suffix::Created, Suffix::None],
-            Kind::Info => &[Suffix::Info],
-            Kind::Gauge | Kind::StateSet | Kind::Unknown => &[Suffix::None],
-        }
+/// The sample-name suffixes a family of `kind` has.
+fn suffixes(kind: Kind) -> &'static [Suffix] {
+    match kind {
+        Kind::Counter => &[Suffix::Total, Suffix::Created, Suffix::None],
+        Kind::Histogram => &[Suffix::Bucket, Suffix::Sum, Suffix::Count, Suffix::Created],
+        Kind::Summary => &[Suffix::Sum, Suffix::Count, Suffix::Created, Suffix::None],
+        Kind::Info => &[Suffix::Info],
+        Kind::Gauge | Kind::StateSet | Kind::Unknown => &[Suffix::None],
     }
 }
 
@@ -66,8 +42,8 @@ impl Suffix {
         match self {
             Suffix::None => "",
             Suffix::Bucket => "_bucket",
-            Suffix::Total => "_total",
-            Suffix::Info => "_info",
+            Suffix::Total => crate::labels::COUNTER_SUFFIX,
+            Suffix::Info => crate::labels::INFO_SUFFIX,
             Suffix::Sum => "_sum",
             Suffix::Count => "_count",
             Suffix::Created => "_created",
@@ -242,12 +218,12 @@ fn metadata(b: &mut Builder, rest: &str, om: bool) -> Result<(), String> {
     }
     match word {
         "TYPE" => {
-            let Some(kind) = Kind::parse(value.trim()) else {
+            let Some(kind) = Kind::from_word(value.trim()) else {
                 b.fail(name, format!("unsupported type {:?}", value.trim()));
                 return Ok(());
             };
             // The text format names a counter's family with its `_total`.
-            let family = match (kind, name.strip_suffix("_total")) {
+            let family = match (kind, name.strip_suffix(crate::labels::COUNTER_SUFFIX)) {
                 (Kind::Counter, Some(base)) if !om => base,
                 _ => name,
             };
@@ -278,7 +254,7 @@ fn resolve(b: &mut Builder, name: &str) -> (String, Suffix) {
     ] {
         if let Some(base) = name.strip_suffix(suffix.as_str()) {
             if let Some(Ok(f)) = b.find(base) {
-                if f.kind.suffixes().contains(&suffix) {
+                if suffixes(f.kind).contains(&suffix) {
                     return (base.to_owned(), suffix);
                 }
             }
