@@ -203,7 +203,7 @@ impl Health {
     fn count_failures(&self, check: &str, n: u64) {
         let metric = self.inner.failures.lock().recover().clone();
         if let Some(m) = metric {
-            m.record(0, &[check], Num::U64(n));
+            m.record(&[check], Num::U64(n));
         }
     }
 

@@ -154,7 +154,7 @@ impl Telemetry {
         };
         let failures = builtin(&catalog::HEALTH_CHECK_FAILURES)?;
         let otlp_failures = builtin(&catalog::OTLP_EXPORT_FAILURES)?;
-        otlp_failures.record::<&str>(0, &[], Num::U64(0));
+        otlp_failures.record::<&str>(&[], Num::U64(0));
         let mut build = MetricDef::from_info(&catalog::BUILD_INFO);
         build.label_names = config.build_info.names();
         let build_info = metrics
@@ -163,13 +163,13 @@ impl Telemetry {
                 metric: build.name.clone(),
                 reason: "a rule defines a metric with this built-in name".into(),
             })?;
-        build_info.record(0, &config.build_info.values(), Num::F64(1.0));
+        build_info.record(&config.build_info.values(), Num::F64(1.0));
         let sources = Arc::new(Sources::new(
             config.sources.clone(),
             builtin(&catalog::REGISTRY_FAMILIES_SKIPPED)?,
         ));
         for format in [Format::Text, Format::OpenMetrics] {
-            own.scrapes.record(0, &[format.label()], Num::U64(0));
+            own.scrapes.record(&[format.label()], Num::U64(0));
         }
         let health = Health::new(config.check_timeout);
         health.set_failure_metric(failures);
@@ -286,14 +286,14 @@ impl Telemetry {
         }
         let own = &inner.own;
         let ready = if inner.health.is_ready() { 1.0 } else { 0.0 };
-        own.ready.record::<&str>(0, &[], Num::F64(ready));
+        own.ready.record::<&str>(&[], Num::F64(ready));
         let blocked = inner.shared.diagnose.blocked();
         for (reason, n) in [
             ("max_level", usize::from(blocked.max_level.is_some())),
             ("callsites", blocked.callsites.len()),
             ("not_installed", usize::from(blocked.not_installed)),
         ] {
-            own.filter_blocked.record(0, &[reason], Num::F64(n as f64));
+            own.filter_blocked.record(&[reason], Num::F64(n as f64));
         }
         let all = inner.metrics.all();
         for m in &all {
@@ -307,18 +307,18 @@ impl Telemetry {
             inner.config.created_timestamps,
         );
         own.samples
-            .record::<&str>(0, &[], Num::F64(inner.budget.used() as f64));
+            .record::<&str>(&[], Num::F64(inner.budget.used() as f64));
         own.sample_budget
-            .record::<&str>(0, &[], Num::F64(inner.budget.limit() as f64));
+            .record::<&str>(&[], Num::F64(inner.budget.limit() as f64));
         for m in all.iter().filter(|m| !m.is_self_metric()) {
             own.series
-                .record(0, &[&m.def.name], Num::F64(m.series_count() as f64));
+                .record(&[&m.def.name], Num::F64(m.series_count() as f64));
         }
         let text = inner.exposition.render(&all, &collected, &foreign, format);
         inner.render_failed.store(false, Ordering::SeqCst);
-        own.scrapes.record(0, &[format.label()], Num::U64(1));
+        own.scrapes.record(&[format.label()], Num::U64(1));
         own.scrape_duration
-            .record::<&str>(0, &[], Num::F64(start.elapsed().as_secs_f64()));
+            .record::<&str>(&[], Num::F64(start.elapsed().as_secs_f64()));
         Ok(text)
     }
 

@@ -242,9 +242,7 @@ impl TelemetryBuilder {
     /// # Ok::<(), dchat_telemetry::Error>(())
     /// ```
     pub fn with_known_values(mut self, label: impl Into<String>, known: KnownValues) -> Self {
-        let label = label.into();
-        self.known.retain(|(l, _)| *l != label);
-        self.known.push((label, known));
+        crate::rules::bind_known(&mut self.known, label.into(), known);
         self
     }
 

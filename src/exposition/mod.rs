@@ -8,6 +8,7 @@ pub(crate) mod process;
 pub(crate) mod runtime;
 mod writer;
 
+use crate::series::LabelSetId;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
@@ -245,12 +246,12 @@ fn write_stored(
 /// have one label set).
 #[derive(Default)]
 struct LabelOrders {
-    sets: Vec<(u32, Arc<[String]>, Vec<usize>)>,
+    sets: Vec<(LabelSetId, Arc<[String]>, Vec<usize>)>,
 }
 
 impl LabelOrders {
     /// The label names of `set` of `m` and the order that sorts them.
-    fn of(&mut self, m: &Metric, set: u32) -> (&Arc<[String]>, &[usize]) {
+    fn of(&mut self, m: &Metric, set: LabelSetId) -> (&Arc<[String]>, &[usize]) {
         let i = match self.sets.iter().position(|(id, _, _)| *id == set) {
             Some(i) => i,
             None => {

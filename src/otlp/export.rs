@@ -54,7 +54,7 @@ impl OtlpState {
     fn failed(&self, error: String) {
         let n = self.failures.fetch_add(1, Ordering::AcqRel) + 1;
         if let Some(m) = self.metric.get() {
-            m.record::<&str>(0, &[], Num::U64(1));
+            m.record::<&str>(&[], Num::U64(1));
         }
         let was_failing = self
             .last_error

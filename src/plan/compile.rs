@@ -2,6 +2,7 @@
 //! ([`Compiled::new`]), then a callsite's [`Plan`] worked out from its static metadata when it
 //! registers ([`Compiled::plan`]).
 
+use crate::series::LabelSetId;
 use std::sync::{Arc, Mutex};
 
 use tracing_core::Metadata;
@@ -175,7 +176,7 @@ impl Compiled {
             .collect();
         Some(Action {
             metric: Arc::clone(metric),
-            set: 0,
+            set: LabelSetId::FIRST,
             value,
             labels,
             conflict: false,

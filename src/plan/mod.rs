@@ -9,6 +9,7 @@ pub(crate) mod compile;
 pub(crate) mod prefix;
 pub(crate) mod table;
 
+use crate::series::LabelSetId;
 use std::sync::Arc;
 
 use arrayvec::ArrayVec;
@@ -238,7 +239,7 @@ impl KnownSet {
 pub(crate) struct Action {
     pub(crate) metric: Arc<Metric>,
     /// The metric's label-name list this action's labels follow.
-    pub(crate) set: u32,
+    pub(crate) set: LabelSetId,
     pub(crate) value: ValuePlan,
     pub(crate) labels: Box<[LabelPlan]>,
     /// The field names an instrument that exists with another kind: count, do not record.

@@ -82,6 +82,13 @@ impl KnownValues {
     }
 }
 
+/// Binds `label` to `known` in `bounds`, replacing an earlier binding of the same label (the
+/// last one given counts).
+pub(crate) fn bind(bounds: &mut Vec<(String, KnownValues)>, label: String, known: KnownValues) {
+    bounds.retain(|(l, _)| *l != label);
+    bounds.push((label, known));
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

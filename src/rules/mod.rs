@@ -9,6 +9,7 @@ mod defaults;
 mod known;
 mod set;
 
+pub(crate) use known::bind as bind_known;
 pub use known::KnownValues;
 pub use set::Rules;
 
@@ -281,9 +282,7 @@ impl RuleBuilder {
     /// as `known.other()`, so that values arriving from the network cannot choose the series.
     /// Given again for the same label, the last one counts.
     pub fn with_known_values(mut self, label: impl Into<String>, known: KnownValues) -> Self {
-        let label = label.into();
-        self.known.retain(|(l, _)| *l != label);
-        self.known.push((label, known));
+        known::bind(&mut self.known, label.into(), known);
         self
     }
 

@@ -63,9 +63,7 @@ impl Rules {
     /// the last one counts.
     #[must_use]
     pub fn with_known_values(mut self, label: impl Into<String>, known: KnownValues) -> Self {
-        let label = label.into();
-        self.known.retain(|(l, _)| *l != label);
-        self.known.push((label, known));
+        super::known::bind(&mut self.known, label.into(), known);
         self
     }
 

@@ -10,6 +10,7 @@
 //! and replaced from the metric's table, so the cache never keeps a count from its metric. It is
 //! bounded ([`THREAD_SERIES_CACHE`]): when full it is emptied and refills on use.
 
+use super::LabelSetId;
 use std::cell::RefCell;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, OnceLock};
@@ -52,7 +53,7 @@ pub(crate) trait SeriesTable {
 
     /// The series of `values` (label set `set`, whose hash is `hash`), created when missing
     /// (or the overflow series).
-    fn lookup<V: AsRef<[u8]>>(&self, hash: u64, set: u32, values: &[V]) -> Arc<Series>;
+    fn lookup<V: AsRef<[u8]>>(&self, hash: u64, set: LabelSetId, values: &[V]) -> Arc<Series>;
 }
 
 /// Runs `f` on the series of `values` (label set `set` of `metric`, whose hash is `hash`) until
@@ -65,7 +66,7 @@ pub(crate) trait SeriesTable {
 pub(crate) fn with_series<R, V: AsRef<[u8]>>(
     metric: &impl SeriesTable,
     hash: u64,
-    set: u32,
+    set: LabelSetId,
     values: &[V],
     mut f: impl OnSeries<R>,
 ) -> Result<R, DropReason> {
@@ -138,7 +139,7 @@ pub(crate) struct CallsiteCache {
 
 #[derive(Debug)]
 struct Slot {
-    set: u32,
+    set: LabelSetId,
     key: LabelKey,
     series: Arc<Series>,
 }
@@ -148,7 +149,7 @@ impl CallsiteCache {
     /// callsite wide when every slot holds another label set (one holding `values`' expired
     /// series does not count as another).
     #[inline]
-    pub(crate) fn get(&self, set: u32, values: &[&[u8]]) -> Option<&Series> {
+    pub(crate) fn get(&self, set: LabelSetId, values: &[&[u8]]) -> Option<&Series> {
         if self.wide.load(Ordering::Relaxed) {
             return None;
         }

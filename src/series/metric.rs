@@ -15,7 +15,7 @@ use super::observer::Observer;
 use super::parked::{GaugeKey, ParkedGauges};
 use super::settings::{is_self_metric, Settings};
 use super::store::{self, Bounds, Store};
-use super::{cache, nanos, Series, OVERFLOW_LABEL, OVERFLOW_SET};
+use super::{cache, nanos, LabelSetId, Series, OVERFLOW_LABEL, OVERFLOW_SET};
 use crate::catalog::MetricDef;
 use crate::catalog::MetricKind;
 use crate::clock::Clock;
@@ -67,7 +67,7 @@ impl cache::SeriesTable for Metric {
     }
 
     #[inline]
-    fn lookup<V: AsRef<[u8]>>(&self, hash: u64, set: u32, values: &[V]) -> Arc<Series> {
+    fn lookup<V: AsRef<[u8]>>(&self, hash: u64, set: LabelSetId, values: &[V]) -> Arc<Series> {
         Metric::lookup(self, hash, set, values)
     }
 }
@@ -105,30 +105,38 @@ impl std::fmt::Debug for Metric {
 
 impl Metric {
     /// The id of a list of label names, registered once per callsite (not on the hot path).
-    pub(crate) fn label_set_id(&self, names: &[String]) -> u32 {
+    pub(crate) fn label_set_id(&self, names: &[String]) -> LabelSetId {
         let mut sets = self.label_sets.write().recover();
-        if let Some(i) = sets.iter().position(|s| &s[..] == names) {
-            return i as u32;
-        }
-        sets.push(names.into());
-        (sets.len() - 1) as u32
+        let i = match sets.iter().position(|s| &s[..] == names) {
+            Some(i) => i,
+            None => {
+                sets.push(names.into());
+                sets.len() - 1
+            }
+        };
+        // One list per distinct set of allow-listed fields a callsite carries: far fewer than
+        // 2^32; past that, the first list's id (its series take the metric's labels).
+        LabelSetId::new(i).unwrap_or_else(|| {
+            debug_assert!(false, "more label-name lists than ids");
+            LabelSetId::FIRST
+        })
     }
 
     /// The label names of set `set` (none for the overflow series).
-    pub(crate) fn label_names(&self, set: u32) -> Arc<[String]> {
+    pub(crate) fn label_names(&self, set: LabelSetId) -> Arc<[String]> {
         self.label_sets
             .read()
             .recover()
-            .get(set as usize)
+            .get(set.index())
             .cloned()
             .unwrap_or_else(|| Arc::from(Vec::new()))
     }
 
     /// The hash under which `values` of label set `set` is (or would be) found.
     #[inline]
-    pub(crate) fn hash_values<V: AsRef<[u8]>>(&self, set: u32, values: &[V]) -> u64 {
+    pub(crate) fn hash_values<V: AsRef<[u8]>>(&self, set: LabelSetId, values: &[V]) -> u64 {
         let mut h = self.hasher.build_hasher();
-        h.write_u64(u64::from(self.id) << 32 | u64::from(set));
+        h.write_u64(u64::from(self.id) << 32 | u64::from(set.bits()));
         for v in values {
             h.write(v.as_ref());
             h.write_u8(0xff); // not valid UTF-8: separates ("ab","c") from ("a","bc")
@@ -139,7 +147,12 @@ impl Metric {
     /// The series for `values` (one per label name of `set`, in order) from the metric's table,
     /// created on first use; past the cardinality limit or the sample budget (after a sweep
     /// for idle series), the overflow series.
-    pub(crate) fn lookup<V: AsRef<[u8]>>(&self, hash: u64, set: u32, values: &[V]) -> Arc<Series> {
+    pub(crate) fn lookup<V: AsRef<[u8]>>(
+        &self,
+        hash: u64,
+        set: LabelSetId,
+        values: &[V],
+    ) -> Arc<Series> {
         if let Some(s) = self.find_or_add(hash, set, values, true) {
             return s;
         }
@@ -151,7 +164,7 @@ impl Metric {
     fn find_or_add<V: AsRef<[u8]>>(
         &self,
         hash: u64,
-        set: u32,
+        set: LabelSetId,
         values: &[V],
         sweep_if_full: bool,
     ) -> Option<Arc<Series>> {
@@ -177,14 +190,13 @@ impl Metric {
     #[cold]
     fn overflow(&self) -> Arc<Series> {
         if let Some(sm) = &self.self_metrics {
-            sm.label_sets_dropped
-                .record(0, &[&self.def.name], Num::U64(1));
+            sm.label_sets_dropped.record(&[&self.def.name], Num::U64(1));
         }
         self.store
             .overflow(|| Arc::new(self.make_series(0, OVERFLOW_SET, LabelKey::new::<&str>(&[]))))
     }
 
-    fn make_series(&self, hash: u64, set: u32, key: LabelKey) -> Series {
+    fn make_series(&self, hash: u64, set: LabelSetId, key: LabelKey) -> Series {
         let otel = self.otel_histogram.as_ref().map(|h| {
             let attrs = super::attributes(&self.label_names(set), set, &key);
             h.bind(&attrs)
@@ -214,20 +226,21 @@ impl Metric {
         if let Some(sm) = &self.self_metrics {
             if swept.expired > 0 {
                 sm.series_expired
-                    .record(0, &[&self.def.name], Num::U64(swept.expired as u64));
+                    .record(&[&self.def.name], Num::U64(swept.expired as u64));
             }
             if swept.forgotten > 0 {
                 sm.series_forgotten
-                    .record(0, &[&self.def.name], Num::U64(swept.forgotten as u64));
+                    .record(&[&self.def.name], Num::U64(swept.forgotten as u64));
             }
         }
         swept
     }
 
-    /// Records `value` into the series for `values` of label set `set`, through this thread's
-    /// series cache; counts what cannot be recorded.
+    /// Records `value` into the series for `values` (one per label name of the metric's
+    /// definition), through this thread's series cache; counts what cannot be recorded.
     #[inline]
-    pub(crate) fn record<V: AsRef<[u8]>>(&self, set: u32, values: &[V], value: Num) {
+    pub(crate) fn record<V: AsRef<[u8]>>(&self, values: &[V], value: Num) {
+        let set = LabelSetId::FIRST;
         let hash = self.hash_values(set, values);
         if let Err(reason) =
             cache::with_series(self, hash, set, values, |s: &Arc<Series>| s.record(value))
@@ -243,7 +256,7 @@ impl Metric {
     pub(crate) fn record_at(
         &self,
         l1: &cache::CallsiteCache,
-        set: u32,
+        set: LabelSetId,
         values: &[&[u8]],
         value: Num,
         trace: &mut TraceContext,
@@ -281,7 +294,7 @@ impl Metric {
     /// own series once there is room ([`Metric::move_parked`]).
     pub(crate) fn open_gauge<V: AsRef<[u8]>>(
         &self,
-        set: u32,
+        set: LabelSetId,
         values: &[V],
         at: impl FnOnce() -> GaugeKey,
     ) -> Option<Arc<Series>> {
@@ -315,7 +328,7 @@ impl Metric {
         &self,
         at: GaugeKey,
         hash: u64,
-        set: u32,
+        set: LabelSetId,
         values: &[V],
         overflow: &Arc<Series>,
     ) {
@@ -362,8 +375,8 @@ impl Metric {
     /// Creates the series of `values` (label set 0) now, at 0, and keeps it for good (pinned:
     /// it never expires); `false` when it does not fit the limit or the budget.
     pub(crate) fn predeclare(&self, values: &[&str]) -> bool {
-        let hash = self.hash_values(0, values);
-        match self.find_or_add(hash, 0, values, false) {
+        let hash = self.hash_values(LabelSetId::FIRST, values);
+        match self.find_or_add(hash, LabelSetId::FIRST, values, false) {
             Some(s) => {
                 s.pin();
                 true
@@ -376,7 +389,7 @@ impl Metric {
     pub(crate) fn dropped(&self, reason: DropReason) {
         if let Some(sm) = &self.self_metrics {
             sm.values_dropped
-                .record(0, &[&self.def.name, reason.as_str()], Num::U64(1));
+                .record(&[&self.def.name, reason.as_str()], Num::U64(1));
         }
     }
 
@@ -390,7 +403,7 @@ impl Metric {
             let mut series = self.store.snapshot();
             // Every series' label set is in `sets` (built from the series themselves), so the
             // position is always found.
-            let mut sets: Vec<(u32, Arc<[String]>, Vec<usize>)> = Vec::new();
+            let mut sets: Vec<(LabelSetId, Arc<[String]>, Vec<usize>)> = Vec::new();
             for s in &series {
                 if !sets.iter().any(|(id, _, _)| *id == s.set) {
                     let names = self.label_names(s.set);

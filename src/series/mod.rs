@@ -43,8 +43,37 @@ use cell::{Cell, Missed};
 use exemplar::{Exemplar, Exemplars, TraceContext};
 use key::LabelKey;
 
+/// Which label-name list of its metric a series follows ([`Metric::label_set_id`]): a rule's
+/// metric has one, the first; a field-prefix metric one per list of allow-listed fields.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct LabelSetId(u32);
+
+impl LabelSetId {
+    /// A metric's first label-name list: its definition's.
+    pub(crate) const FIRST: LabelSetId = LabelSetId(0);
+
+    /// The `i`th list; `None` from the overflow series' id on.
+    pub(crate) fn new(i: usize) -> Option<LabelSetId> {
+        u32::try_from(i)
+            .ok()
+            .filter(|&i| i != OVERFLOW_SET.0)
+            .map(LabelSetId)
+    }
+
+    /// Its index into the metric's lists (the overflow series' is past them).
+    pub(crate) fn index(self) -> usize {
+        self.0 as usize
+    }
+
+    /// Its bits, for hashing.
+    #[inline]
+    pub(crate) fn bits(self) -> u32 {
+        self.0
+    }
+}
+
 /// The `set` of the overflow series: no label-name list has this id.
-pub(crate) const OVERFLOW_SET: u32 = u32::MAX;
+pub(crate) const OVERFLOW_SET: LabelSetId = LabelSetId(u32::MAX);
 
 pub(crate) use crate::labels::OVERFLOW_LABEL;
 
@@ -53,7 +82,7 @@ pub(crate) struct Series {
     /// The metric's process-unique id (series of every metric share the threads' caches).
     pub(crate) metric: u32,
     /// The label-name list ([`Metric::label_set_id`]); [`OVERFLOW_SET`] for the overflow series.
-    pub(crate) set: u32,
+    pub(crate) set: LabelSetId,
     pub(crate) hash: u64,
     pub(crate) key: LabelKey,
     /// The value.
@@ -91,7 +120,7 @@ impl std::fmt::Debug for Series {
 impl Series {
     /// Whether this is the series of `values` in label set `set` of metric `metric`.
     #[inline]
-    pub(crate) fn is<V: AsRef<[u8]>>(&self, metric: u32, set: u32, values: &[V]) -> bool {
+    pub(crate) fn is<V: AsRef<[u8]>>(&self, metric: u32, set: LabelSetId, values: &[V]) -> bool {
         self.metric == metric && self.set == set && self.key.eq_values(values)
     }
 

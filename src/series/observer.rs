@@ -2,6 +2,7 @@
 //! a metric, and never the reader's own types, so the dependency runs from the reader (the
 //! OpenTelemetry side, `crate::otel`) to the store only.
 
+use super::LabelSetId;
 use std::sync::Arc;
 
 use opentelemetry::metrics::Histogram;
@@ -36,7 +37,7 @@ impl Observer for NoObserver {
 }
 
 /// The attributes of a series: its labels by name, or the overflow marker.
-pub(crate) fn attributes(names: &[String], set: u32, key: &LabelKey) -> Vec<KeyValue> {
+pub(crate) fn attributes(names: &[String], set: LabelSetId, key: &LabelKey) -> Vec<KeyValue> {
     if set == OVERFLOW_SET {
         return vec![KeyValue::new("otel.metric.overflow", true)];
     }

@@ -10,6 +10,7 @@
 //! series it opened in; when it closes in the overflow series, the metric's parked table says
 //! where its +1 is now.
 
+use super::LabelSetId;
 use std::sync::{Arc, Mutex};
 
 use hashbrown::HashMap;
@@ -34,7 +35,7 @@ pub(crate) struct GaugeKey {
 #[derive(Debug)]
 struct Parked {
     hash: u64,
-    set: u32,
+    set: LabelSetId,
     key: LabelKey,
     /// The series holding its +1 (and pinned by it): the overflow series until it moves.
     series: Arc<Series>,
@@ -61,7 +62,7 @@ impl ParkedGauges {
         &self,
         at: GaugeKey,
         hash: u64,
-        set: u32,
+        set: LabelSetId,
         key: LabelKey,
         overflow: Arc<Series>,
     ) {
@@ -102,7 +103,7 @@ impl ParkedGauges {
     /// stop), +1 there, then -1 on the overflow series. Returns how many moved.
     pub(crate) fn move_out(
         &self,
-        mut own: impl FnMut(u64, u32, &LabelKey) -> Option<Arc<Series>>,
+        mut own: impl FnMut(u64, LabelSetId, &LabelKey) -> Option<Arc<Series>>,
     ) -> usize {
         let mut t = self.table.lock().recover();
         let mut moved = 0;

@@ -100,12 +100,12 @@ impl Metrics {
         if !is_self {
             // Self-metric series start at 0, so that `increase()` sees their first rise.
             let sm = &self.self_metrics;
-            sm.label_sets_dropped.record(0, &[&def.name], Num::U64(0));
-            sm.series_expired.record(0, &[&def.name], Num::U64(0));
-            sm.series_forgotten.record(0, &[&def.name], Num::U64(0));
+            sm.label_sets_dropped.record(&[&def.name], Num::U64(0));
+            sm.series_expired.record(&[&def.name], Num::U64(0));
+            sm.series_forgotten.record(&[&def.name], Num::U64(0));
             for reason in DropReason::ALL {
                 sm.values_dropped
-                    .record(0, &[&def.name, reason.as_str()], Num::U64(0));
+                    .record(&[&def.name, reason.as_str()], Num::U64(0));
             }
         }
         Some(m)
@@ -124,6 +124,7 @@ impl Metrics {
 
 #[cfg(test)]
 mod tests {
+    use crate::series::LabelSetId;
     use std::time::Duration;
 
     use super::*;
@@ -143,6 +144,18 @@ mod tests {
             },
             Arc::new(crate::series::NoObserver),
         )
+    }
+
+    /// Counts 1 for `v` through callsite cache `l1`, as a callsite's action does.
+    fn record_at(m: &Metric, l1: &crate::series::cache::CallsiteCache, v: &str) {
+        let mut trace = crate::series::exemplar::TraceContext::new();
+        m.record_at(
+            l1,
+            LabelSetId::FIRST,
+            &[v.as_bytes()],
+            Num::U64(1),
+            &mut trace,
+        );
     }
 
     /// The `errors` counter of a fresh registry (the metric holds, through `Arc`s, all of the
@@ -168,13 +181,13 @@ mod tests {
     fn idle_series_expire_and_free_their_place() {
         let clock = ManualClock::new();
         let m = errors(2, Some(Duration::from_secs(60)), &clock);
-        m.record(0, &["a"], Num::U64(1));
-        m.record(0, &["b"], Num::U64(1));
-        m.record(0, &["c"], Num::U64(1)); // full: overflow
+        m.record(&["a"], Num::U64(1));
+        m.record(&["b"], Num::U64(1));
+        m.record(&["c"], Num::U64(1)); // full: overflow
         assert_eq!(m.series_count(), 2);
         m.sweep(); // sees a, b (and overflow) change
         clock.advance(Duration::from_secs(30));
-        m.record(0, &["a"], Num::U64(1));
+        m.record(&["a"], Num::U64(1));
         m.sweep();
         clock.advance(Duration::from_secs(31));
         assert_eq!(
@@ -183,9 +196,9 @@ mod tests {
             "b and the overflow series: idle for 61 s"
         );
         assert_eq!(value(&m, "a"), Some(2));
-        m.record(0, &["c"], Num::U64(5));
+        m.record(&["c"], Num::U64(5));
         assert_eq!(value(&m, "c"), Some(5), "the freed place is used");
-        m.record(0, &["b"], Num::U64(1));
+        m.record(&["b"], Num::U64(1));
         assert_eq!(
             value(&m, "b"),
             None,
@@ -197,16 +210,17 @@ mod tests {
     fn a_callsite_keeps_a_few_series_then_goes_wide() {
         use crate::limits::CALLSITE_SERIES;
         use crate::series::cache::CallsiteCache;
-        use crate::series::exemplar::TraceContext;
         let clock = ManualClock::new();
         let m = errors(100, Some(Duration::from_secs(10)), &clock);
         let l1 = CallsiteCache::default();
-        let mut trace = TraceContext::new();
-        let mut rec = |v: &str| m.record_at(&l1, 0, &[v.as_bytes()], Num::U64(1), &mut trace);
+        let rec = |v: &str| record_at(&m, &l1, v);
         for v in ["a", "b", "a", "b"] {
             rec(v);
         }
-        assert!(l1.get(0, &[b"a"]).is_some() && l1.get(0, &[b"b"]).is_some());
+        assert!(
+            l1.get(LabelSetId::FIRST, &[b"a"]).is_some()
+                && l1.get(LabelSetId::FIRST, &[b"b"]).is_some()
+        );
         assert!(!l1.is_wide(), "two values fit");
         // a expires while b stays live; a's slot is passed over and its successor takes a
         // free slot, starting from zero.
@@ -217,12 +231,12 @@ mod tests {
         clock.advance(Duration::from_secs(6));
         assert_eq!(m.sweep().expired, 1);
         assert!(
-            l1.get(0, &[b"a"]).is_none(),
+            l1.get(LabelSetId::FIRST, &[b"a"]).is_none(),
             "an expired slot is passed over"
         );
         rec("a");
         assert!(
-            l1.get(0, &[b"a"]).is_some(),
+            l1.get(LabelSetId::FIRST, &[b"a"]).is_some(),
             "the successor took a free slot"
         );
         assert_eq!(
@@ -236,7 +250,7 @@ mod tests {
         }
         assert!(l1.is_wide());
         assert!(
-            l1.get(0, &[b"b"]).is_none(),
+            l1.get(LabelSetId::FIRST, &[b"b"]).is_none(),
             "a wide callsite skips its slots"
         );
         rec("b");
@@ -250,12 +264,10 @@ mod tests {
     fn a_value_whose_slot_expired_does_not_make_the_callsite_wide() {
         use crate::limits::CALLSITE_SERIES;
         use crate::series::cache::CallsiteCache;
-        use crate::series::exemplar::TraceContext;
         let clock = ManualClock::new();
         let m = errors(100, Some(Duration::from_secs(10)), &clock);
         let l1 = CallsiteCache::default();
-        let mut trace = TraceContext::new();
-        let mut rec = |v: &str| m.record_at(&l1, 0, &[v.as_bytes()], Num::U64(1), &mut trace);
+        let rec = |v: &str| record_at(&m, &l1, v);
         let values: Vec<String> = (0..CALLSITE_SERIES).map(|i| format!("v{i}")).collect();
         for v in &values {
             rec(v);
@@ -279,7 +291,7 @@ mod tests {
             Some(2),
             "it continued from where it expired"
         );
-        assert!(l1.get(0, &[b"v1"]).is_some());
+        assert!(l1.get(LabelSetId::FIRST, &[b"v1"]).is_some());
         rec("new");
         assert!(l1.is_wide(), "a ninth value makes it wide");
     }
@@ -290,7 +302,7 @@ mod tests {
         let m = errors(10, Some(Duration::from_secs(10)), &clock);
         for round in 0..5 {
             for i in 0..10 {
-                m.record(0, &[format!("r{round}-{i}")], Num::U64(1));
+                m.record(&[format!("r{round}-{i}")], Num::U64(1));
             }
             m.sweep();
             clock.advance(Duration::from_secs(11));
@@ -303,10 +315,10 @@ mod tests {
     fn a_full_table_sweeps_before_it_folds() {
         let clock = ManualClock::new();
         let m = errors(1, Some(Duration::from_secs(10)), &clock);
-        m.record(0, &["old"], Num::U64(1));
+        m.record(&["old"], Num::U64(1));
         m.sweep();
         clock.advance(Duration::from_secs(11));
-        m.record(0, &["new"], Num::U64(1));
+        m.record(&["new"], Num::U64(1));
         assert_eq!(value(&m, "new"), Some(1));
         assert_eq!(value(&m, "old"), None);
     }
@@ -323,7 +335,7 @@ mod tests {
             span: 1,
             gauge: 0,
         };
-        let s = m.open_gauge(0, &["relay-1"], at).unwrap();
+        let s = m.open_gauge(LabelSetId::FIRST, &["relay-1"], at).unwrap();
         for _ in 0..5 {
             m.sweep();
             clock.advance(Duration::from_secs(100));
@@ -340,9 +352,9 @@ mod tests {
     fn a_poisoned_series_table_keeps_recording() {
         let clock = ManualClock::new();
         let m = errors(10, None, &clock);
-        m.record(0, &["before"], Num::U64(1));
+        m.record(&["before"], Num::U64(1));
         m.store.poison_for_test();
-        m.record(0, &["after"], Num::U64(1));
+        m.record(&["after"], Num::U64(1));
         assert_eq!(m.series_count(), 2);
     }
 

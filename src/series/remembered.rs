@@ -12,6 +12,7 @@
 //! after its entry was forgotten starts from zero again: Prometheus then sees a reset when its
 //! new value is below the last one it stored, and misses the new increments when it is not.
 
+use super::LabelSetId;
 use std::time::Duration;
 
 use hashbrown::HashTable;
@@ -48,7 +49,7 @@ impl Remembered {
 #[derive(Debug)]
 pub(crate) struct Entry {
     pub(crate) hash: u64,
-    pub(crate) set: u32,
+    pub(crate) set: LabelSetId,
     pub(crate) key: LabelKey,
     pub(crate) value: Remembered,
     /// When the series was first created (Unix milliseconds), kept across its returns.
@@ -124,13 +125,17 @@ impl Gone {
             }
             true
         });
-        self.oldest = self
-            .table
+        self.oldest = self.oldest_gone_at();
+        over
+    }
+
+    /// When the oldest entry's series went away (`u64::MAX` when there is none).
+    fn oldest_gone_at(&self) -> u64 {
+        self.table
             .iter()
             .map(|e| e.gone_at)
             .min()
-            .unwrap_or(u64::MAX);
-        over
+            .unwrap_or(u64::MAX)
     }
 
     /// Forgets the entries remembered for `horizon` or longer at clock reading `now`; returns
@@ -143,12 +148,7 @@ impl Gone {
         let before = self.table.len();
         self.table
             .retain(|e| now.saturating_sub(e.gone_at) < horizon);
-        self.oldest = self
-            .table
-            .iter()
-            .map(|e| e.gone_at)
-            .min()
-            .unwrap_or(u64::MAX);
+        self.oldest = self.oldest_gone_at();
         before - self.table.len()
     }
 }
@@ -160,7 +160,7 @@ mod tests {
     fn entry(name: &str, gone_at: u64) -> Entry {
         Entry {
             hash: name.len() as u64, // collisions on purpose: matching is by key
-            set: 0,
+            set: LabelSetId::FIRST,
             key: LabelKey::new(&[name]),
             value: Remembered::Int(gone_at),
             created_ms: 0,

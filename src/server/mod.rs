@@ -106,7 +106,7 @@ impl ServerState {
         health: &Health,
     ) -> Result<Self, Error> {
         for reason in Rejected::ALL {
-            rejected.record(0, &[reason.label()], Num::U64(0));
+            rejected.record(&[reason.label()], Num::U64(0));
         }
         let web = match &config.web_config {
             None => None,
@@ -126,7 +126,7 @@ impl ServerState {
     }
 
     fn reject(&self, reason: Rejected) {
-        self.rejected.record(0, &[reason.label()], Num::U64(1));
+        self.rejected.record(&[reason.label()], Num::U64(1));
     }
 
     /// Whether a client must prove who it is (basic auth or a required client certificate).

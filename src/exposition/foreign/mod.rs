@@ -151,7 +151,7 @@ impl Sources {
     /// `skipped` counts what is left out (its series exist at 0 from the start).
     pub(crate) fn new(sources: Vec<Source>, skipped: Arc<Metric>) -> Self {
         for reason in Skip::ALL {
-            skipped.record(0, &[reason.label()], Num::U64(0));
+            skipped.record(&[reason.label()], Num::U64(0));
         }
         Sources {
             sources,
@@ -203,7 +203,7 @@ impl Sources {
         let mut problems = Vec::new();
         let mut out = Vec::new();
         let skip = |reason: Skip, what: String, problems: &mut Vec<String>| {
-            self.skipped.record(0, &[reason.label()], Num::U64(1));
+            self.skipped.record(&[reason.label()], Num::U64(1));
             problems.push(what);
         };
         for source in &self.sources {
