@@ -33,12 +33,12 @@
 //!   otel (observable instruments, SDK histograms) ◀─┘ another OpenTelemetry reader (OTLP)
 //! ```
 //!
-//! Imports run one way, from the top of this picture down: the catalogue's data types
-//! (`MetricInfo`, `MetricDef`) are read by every part; the rule model reads only them, the
-//! limits and the label syntax; plans read the rules and hold the store's metrics; the layer
-//! reads plans and writes into the store. The store (`series`) reads none of those, nor the
-//! exposition and `otel` that read it: `otel` learns of each new metric as the store's
-//! `Observer`. Configuration, `Telemetry` and the server sit on top of them all.
+//! Imports run one way: the catalogue's data types (`MetricInfo`, `MetricDef`) are read by
+//! every part; the rule model reads only them, the limits and the label syntax; plans read the
+//! rules and hold the store's metrics; the layer reads plans and writes into the store; the
+//! exposition and `otel` read the store. The store (`series`) reads none of the parts that use
+//! it: `otel` learns of each new metric as the store's `Observer`. Configuration, `Telemetry`
+//! and the server sit on top of them all.
 //!
 //! Labels come only from allow-listed fields, also inherited from enclosing spans, and a label
 //! whose values arrive from the network can be bounded to [`KnownValues`]. Values are

@@ -96,6 +96,9 @@ impl Telemetry {
         TelemetryBuilder::default()
     }
 
+    /// Builds the node's telemetry from a validated builder: the OpenTelemetry side (and the OTLP
+    /// push), the store, the compiled rules, the crate's own metrics, the health checks and the
+    /// server's state, in that order.
     pub(crate) fn from_builder(config: TelemetryBuilder) -> Result<Self, Error> {
         let const_labels = config.all_const_labels();
         let resource = crate::resource::resource(
@@ -104,128 +107,24 @@ impl Telemetry {
             &config.resource_attributes,
         );
         let target_info = crate::resource::target_info_labels(&resource);
-        #[allow(unused_mut)] // without the otlp feature no reader is added here
-        let mut readers = config.otel_readers.clone();
-        #[cfg(feature = "otlp")]
-        let otlp = match &config.otlp {
-            Some(c) => {
-                let state = Arc::new(crate::otlp::OtlpState::new(c));
-                let reader = crate::otlp::reader(c, Arc::clone(&state))?;
-                readers.push(crate::otel::PendingReader::new(reader));
-                Some(state)
-            }
-            None => None,
-        };
-        let otel = Arc::new(Otel::new(&readers, resource, config.cardinality_limit)?);
+        let (otel, otlp) = otel(&config, resource)?;
         let budget = Arc::new(SampleBudget::new(config.sample_budget));
         let metrics = Arc::new(Metrics::new(
-            Settings {
-                limit: config.cardinality_limit,
-                ttl: config.series_ttl,
-                // Validated within limits::ERROR_RATE_WINDOW (whole seconds up to an hour).
-                rate_window_secs: u32::try_from(config.error_rate_window.as_secs())
-                    .unwrap_or(u32::MAX),
-                clock: Arc::clone(&config.clock),
-                exemplars: config.exemplars,
-                budget: Some(Arc::clone(&budget)),
-                created: config.created_timestamps,
-            },
+            settings(&config, &budget),
             Arc::clone(&otel) as Arc<dyn crate::series::Observer>,
         ));
         let compiled = Compiled::new(&config.effective_rules(), Arc::clone(&metrics))?;
         compiled.predeclare()?;
         let shared = Shared::new(compiled, Diagnose::new(config.expected_level));
-        let builtin = |info: &catalog::MetricInfo| {
-            metrics
-                .get_or_create(&MetricDef::from_info(info), true)
-                .ok_or_else(|| Error::InvalidRule {
-                    metric: info.name.to_owned(),
-                    reason: "a rule defines a metric with this built-in name".into(),
-                })
-        };
-        let own = Own {
-            scrapes: builtin(&catalog::SCRAPES)?,
-            scrape_duration: builtin(&catalog::SCRAPE_DURATION)?,
-            ready: builtin(&catalog::READY)?,
-            series: builtin(&catalog::SERIES)?,
-            filter_blocked: builtin(&catalog::FILTER_BLOCKED)?,
-            samples: builtin(&catalog::SAMPLES)?,
-            sample_budget: builtin(&catalog::SAMPLE_BUDGET)?,
-        };
-        let failures = builtin(&catalog::HEALTH_CHECK_FAILURES)?;
-        let otlp_failures = builtin(&catalog::OTLP_EXPORT_FAILURES)?;
-        otlp_failures.record::<&str>(&[], Num::U64(0));
-        let mut build = MetricDef::from_info(&catalog::BUILD_INFO);
-        build.label_names = config.build_info.names();
-        let build_info = metrics
-            .get_or_create(&build, true)
-            .ok_or_else(|| Error::InvalidRule {
-                metric: build.name.clone(),
-                reason: "a rule defines a metric with this built-in name".into(),
-            })?;
-        build_info.record(&config.build_info.values(), Num::F64(1.0));
-        let sources = Arc::new(Sources::new(
-            config.sources.clone(),
-            builtin(&catalog::REGISTRY_FAMILIES_SKIPPED)?,
-        ));
-        for format in [Format::Text, Format::OpenMetrics] {
-            own.scrapes.record(&[format.label()], Num::U64(0));
-        }
+        let builtin = Builtins::new(&metrics, &config)?;
+        let own = builtin.own;
+        let sources = Arc::new(Sources::new(config.sources.clone(), builtin.skipped));
         let health = Health::new(config.check_timeout);
-        health.set_failure_metric(failures);
-        #[cfg(feature = "otlp")]
-        if let Some(state) = otlp {
-            state.count_in(otlp_failures);
-            health.add_warning("otlp", move || state.problem());
-        }
-        #[cfg(not(feature = "otlp"))]
-        if let Some(var) = config.otlp_requested {
-            health.add_warning("otlp", move || {
-                Some(format!(
-                    "{var} asks for an OTLP push, but this build of dchat-telemetry has no otlp \
-                     feature: nothing is pushed (/metrics serves every metric)"
-                ))
-            });
-        }
-        let server =
-            crate::server::ServerState::new(&config, builtin(&catalog::HTTP_REJECTED)?, &health)?;
+        health.set_failure_metric(builtin.check_failures);
+        watch_otlp(&health, &config, otlp, builtin.otlp_failures);
+        let server = crate::server::ServerState::new(&config, builtin.http_rejected, &health)?;
         let render_failed = Arc::new(AtomicBool::new(false));
-        {
-            let flag = Arc::clone(&render_failed);
-            health.add_liveness_check("exporter", move || {
-                if flag.load(Ordering::SeqCst) {
-                    Err("the last render of /metrics failed".into())
-                } else {
-                    Ok(())
-                }
-            });
-        }
-        {
-            let budget = Arc::clone(&budget);
-            health.add_warning("sample-budget", move || {
-                budget.is_full().then(|| {
-                    format!(
-                        "the sample budget is full ({} of {} samples): new label sets fold into \
-                         their metric's overflow series until idle series expire; raise \
-                         DCHAT_TELEMETRY_SAMPLE_BUDGET (and the scrape's sampleLimit) or bound \
-                         the labels",
-                        budget.used(),
-                        budget.limit()
-                    )
-                })
-            });
-        }
-        if !config.sources.is_empty() {
-            let sources = Arc::clone(&sources);
-            health.add_warning("metrics-registries", move || sources.problem());
-        }
-        {
-            let shared = Arc::clone(&shared);
-            health.add_warning("tracing-filter", move || {
-                let d = &shared.diagnose;
-                d.blocked().message(d.expected())
-            });
-        }
+        add_checks(&health, &render_failed, &budget, &sources, &shared);
         let exposition = Exposition::new(const_labels, target_info, config.created_timestamps);
         sources.check(exposition.taken(&metrics.all(), &collect(&config)))?;
         Ok(Telemetry {
@@ -387,6 +286,168 @@ fn collect(config: &TelemetryBuilder) -> Vec<Collected> {
         collected.extend(exposition::runtime::collect(rt));
     }
     collected
+}
+
+/// The OTLP push's state, where the build has the feature.
+#[cfg(feature = "otlp")]
+type OtlpPush = Option<Arc<crate::otlp::OtlpState>>;
+#[cfg(not(feature = "otlp"))]
+type OtlpPush = ();
+
+/// The OpenTelemetry side with the builder's readers (and the OTLP push's, when configured).
+fn otel(
+    config: &TelemetryBuilder,
+    resource: opentelemetry_sdk::Resource,
+) -> Result<(Arc<Otel>, OtlpPush), Error> {
+    #[allow(unused_mut)] // without the otlp feature no reader is added here
+    let mut readers = config.otel_readers.clone();
+    #[cfg(feature = "otlp")]
+    let otlp = match &config.otlp {
+        Some(c) => {
+            let state = Arc::new(crate::otlp::OtlpState::new(c));
+            let reader = crate::otlp::reader(c, Arc::clone(&state))?;
+            readers.push(crate::otel::PendingReader::new(reader));
+            Some(state)
+        }
+        None => None,
+    };
+    #[cfg(not(feature = "otlp"))]
+    let otlp = ();
+    let otel = Arc::new(Otel::new(&readers, resource, config.cardinality_limit)?);
+    Ok((otel, otlp))
+}
+
+/// How the store makes metrics, from the builder.
+fn settings(config: &TelemetryBuilder, budget: &Arc<SampleBudget>) -> Settings {
+    Settings {
+        limit: config.cardinality_limit,
+        ttl: config.series_ttl,
+        // Validated within limits::ERROR_RATE_WINDOW (whole seconds up to an hour).
+        rate_window_secs: u32::try_from(config.error_rate_window.as_secs()).unwrap_or_else(|_| {
+            debug_assert!(false, "a validated window fits a u32 of seconds");
+            u32::MAX
+        }),
+        clock: Arc::clone(&config.clock),
+        exemplars: config.exemplars,
+        budget: Some(Arc::clone(budget)),
+        created: config.created_timestamps,
+    }
+}
+
+/// The crate's own metrics, made at start-up.
+struct Builtins {
+    own: Own,
+    check_failures: Arc<Metric>,
+    otlp_failures: Arc<Metric>,
+    skipped: Arc<Metric>,
+    http_rejected: Arc<Metric>,
+}
+
+impl Builtins {
+    /// Makes them, records the build info, and starts the counters whose series are known at 0.
+    ///
+    /// # Errors
+    /// [`Error::InvalidRule`] when a rule defines a metric with a built-in name.
+    fn new(metrics: &Metrics, config: &TelemetryBuilder) -> Result<Self, Error> {
+        let builtin = |def: &MetricDef| {
+            metrics
+                .get_or_create(def, true)
+                .ok_or_else(|| Error::InvalidRule {
+                    metric: def.name.clone(),
+                    reason: "a rule defines a metric with this built-in name".into(),
+                })
+        };
+        let of = |info: &catalog::MetricInfo| builtin(&MetricDef::from_info(info));
+        let own = Own {
+            scrapes: of(&catalog::SCRAPES)?,
+            scrape_duration: of(&catalog::SCRAPE_DURATION)?,
+            ready: of(&catalog::READY)?,
+            series: of(&catalog::SERIES)?,
+            filter_blocked: of(&catalog::FILTER_BLOCKED)?,
+            samples: of(&catalog::SAMPLES)?,
+            sample_budget: of(&catalog::SAMPLE_BUDGET)?,
+        };
+        for format in [Format::Text, Format::OpenMetrics] {
+            own.scrapes.record(&[format.label()], Num::U64(0));
+        }
+        let otlp_failures = of(&catalog::OTLP_EXPORT_FAILURES)?;
+        otlp_failures.record::<&str>(&[], Num::U64(0));
+        let mut build = MetricDef::from_info(&catalog::BUILD_INFO);
+        build.label_names = config.build_info.names();
+        builtin(&build)?.record(&config.build_info.values(), Num::F64(1.0));
+        Ok(Builtins {
+            own,
+            check_failures: of(&catalog::HEALTH_CHECK_FAILURES)?,
+            otlp_failures,
+            skipped: of(&catalog::REGISTRY_FAMILIES_SKIPPED)?,
+            http_rejected: of(&catalog::HTTP_REJECTED)?,
+        })
+    }
+}
+
+/// Counts the OTLP push's failures and warns in `/health` while it fails; without the feature,
+/// warns that an `OTEL_*` variable asked for a push this build cannot make.
+#[cfg(feature = "otlp")]
+fn watch_otlp(health: &Health, _: &TelemetryBuilder, otlp: OtlpPush, failures: Arc<Metric>) {
+    if let Some(state) = otlp {
+        state.count_in(failures);
+        health.add_warning("otlp", move || state.problem());
+    }
+}
+
+/// Counts the OTLP push's failures and warns in `/health` while it fails; without the feature,
+/// warns that an `OTEL_*` variable asked for a push this build cannot make.
+#[cfg(not(feature = "otlp"))]
+fn watch_otlp(health: &Health, config: &TelemetryBuilder, _: OtlpPush, _: Arc<Metric>) {
+    if let Some(var) = config.otlp_requested {
+        health.add_warning("otlp", move || {
+            Some(format!(
+                "{var} asks for an OTLP push, but this build of dchat-telemetry has no otlp \
+                 feature: nothing is pushed (/metrics serves every metric)"
+            ))
+        });
+    }
+}
+
+/// The health checks of the exporter itself: liveness fails while renders fail; warnings while
+/// the sample budget is full, another registry's families are left out, or a tracing filter
+/// hides events from the layer.
+fn add_checks(
+    health: &Health,
+    render_failed: &Arc<AtomicBool>,
+    budget: &Arc<SampleBudget>,
+    sources: &Arc<Sources>,
+    shared: &Arc<Shared>,
+) {
+    let flag = Arc::clone(render_failed);
+    health.add_liveness_check("exporter", move || {
+        if flag.load(Ordering::SeqCst) {
+            Err("the last render of /metrics failed".into())
+        } else {
+            Ok(())
+        }
+    });
+    let budget = Arc::clone(budget);
+    health.add_warning("sample-budget", move || {
+        budget.is_full().then(|| {
+            format!(
+                "the sample budget is full ({} of {} samples): new label sets fold into their \
+                 metric's overflow series until idle series expire; raise \
+                 DCHAT_TELEMETRY_SAMPLE_BUDGET (and the scrape's sampleLimit) or bound the labels",
+                budget.used(),
+                budget.limit()
+            )
+        })
+    });
+    if sources.has_any() {
+        let sources = Arc::clone(sources);
+        health.add_warning("metrics-registries", move || sources.problem());
+    }
+    let shared = Arc::clone(shared);
+    health.add_warning("tracing-filter", move || {
+        let d = &shared.diagnose;
+        d.blocked().message(d.expected())
+    });
 }
 
 #[cfg(test)]

@@ -20,7 +20,7 @@ use crate::series::cell::Reading;
 use crate::series::exemplar::Exemplar;
 use crate::series::{Metric, Series, OVERFLOW_LABEL, OVERFLOW_SET};
 pub(crate) use negotiate::negotiate;
-use writer::{Label, Le, Type, Value, Writer};
+use writer::{Label, Le, Suffix, Type, Value, Writer};
 
 /// The `Content-Type` of the text exposition.
 pub const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
@@ -237,7 +237,7 @@ fn write_stored(
             // `_total`).
             let family = crate::labels::counter_family(&def.name);
             let at = Value::Float(s.created_unix());
-            w.sample(family, "_created", &labels, None, at, None);
+            w.sample(family, Suffix::Created.as_str(), &labels, None, at, None);
         }
     }
 }
@@ -293,13 +293,34 @@ fn write_reading(
             for (i, (bound, count)) in def.buckets.iter().zip(&h.cumulative).enumerate() {
                 let v = Value::Int(i128::from(*count));
                 let le = Some(Le::Bound(*bound));
-                w.sample(name, "_bucket", labels, le, v, exemplar(i).as_ref());
+                w.sample(
+                    name,
+                    Suffix::Bucket.as_str(),
+                    labels,
+                    le,
+                    v,
+                    exemplar(i).as_ref(),
+                );
             }
             let count = Value::Int(i128::from(h.count));
             let inf = exemplar(def.buckets.len());
-            w.sample(name, "_bucket", labels, Some(Le::Inf), count, inf.as_ref());
-            w.sample(name, "_sum", labels, None, Value::Float(h.sum), None);
-            w.sample(name, "_count", labels, None, count, None);
+            w.sample(
+                name,
+                Suffix::Bucket.as_str(),
+                labels,
+                Some(Le::Inf),
+                count,
+                inf.as_ref(),
+            );
+            w.sample(
+                name,
+                Suffix::Sum.as_str(),
+                labels,
+                None,
+                Value::Float(h.sum),
+                None,
+            );
+            w.sample(name, Suffix::Count.as_str(), labels, None, count, None);
         }
     }
 }

@@ -15,6 +15,33 @@ use crate::series::exemplar::Exemplar;
 /// A family's `# TYPE` (the catalogue's kinds and other registries' types).
 pub(crate) use crate::catalog::FamilyType as Type;
 
+/// What a sample's name adds to its family's.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub(crate) enum Suffix {
+    None,
+    Bucket,
+    Total,
+    Info,
+    Sum,
+    Count,
+    Created,
+}
+
+impl Suffix {
+    /// The suffix as it ends the sample's name.
+    pub(crate) fn as_str(self) -> &'static str {
+        match self {
+            Suffix::None => "",
+            Suffix::Bucket => "_bucket",
+            Suffix::Total => crate::labels::COUNTER_SUFFIX,
+            Suffix::Info => crate::labels::INFO_SUFFIX,
+            Suffix::Sum => "_sum",
+            Suffix::Count => "_count",
+            Suffix::Created => "_created",
+        }
+    }
+}
+
 /// One label of a sample, value unescaped.
 pub(crate) type Label<'a> = (&'a str, &'a str);
 

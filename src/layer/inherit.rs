@@ -133,7 +133,10 @@ pub(super) fn store_fields(plan: &Plan, scratch: &Scratch, fields: &mut InlineFi
         if usage.field_id == FieldId::NONE {
             continue;
         }
-        if let Some(r) = Slot::new(i).and_then(|slot| scratch.label(slot)) {
+        // A plan has at most MAX_CAPTURES slots, so every index is a slot.
+        let slot = Slot::new(i);
+        debug_assert!(slot.is_some(), "more slots than MAX_CAPTURES");
+        if let Some(r) = slot.and_then(|slot| scratch.label(slot)) {
             fields.set(usage.field_id, scratch.bytes(r));
         }
     }

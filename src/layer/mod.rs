@@ -1,7 +1,7 @@
 //! The `tracing_subscriber::Layer` that turns spans and events into metrics.
 //!
 //! Per event: the callsite's plan (worked out once, [`crate::plan`]), the fields it uses
-//! ([`visit`]), labels from enclosing spans when the event lacks them ([`inherit`], through the
+//! ([`visit`], into this thread's [`scratch`] buffer), labels from enclosing spans when the event lacks them ([`inherit`], through the
 //! thread's entered spans, [`entered`], and each span's kept fields, [`span`]), then
 //! [`apply`] records into the series (for an event one string field settles, the visitor has
 //! it record while visiting). The layer comes wrapped in its per-layer
@@ -319,8 +319,8 @@ impl MetricsLayer {
     }
 
     /// Fills what an event's labels need from its enclosing spans (depth 0 on). A contextual
-    /// event's start at this thread's current span; an explicit parent (or an unusable stack)
-    /// is asked of the registry.
+    /// event's enclosing spans start at this thread's current span; an explicit parent (or an
+    /// unusable stack) is asked of the registry.
     #[inline]
     fn inherit_for_event<S>(
         &self,

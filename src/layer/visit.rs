@@ -124,8 +124,12 @@ impl<'a> Visitor<'a> {
                     .is_ok()
             }));
             let parsed = if matches!(fits, Ok(true)) {
-                let printed = self.scratch.buf.get(start..).unwrap_or(b"");
-                Num::parse(std::str::from_utf8(printed).unwrap_or(""))
+                let printed = self.scratch.buf.get(start..);
+                debug_assert!(printed.is_some(), "the buffer only grew since `start`");
+                // The writer cuts only on character boundaries, so what it printed is UTF-8.
+                let printed = std::str::from_utf8(printed.unwrap_or(b""));
+                debug_assert!(printed.is_ok(), "a cut on a character boundary");
+                Num::parse(printed.unwrap_or(""))
             } else {
                 Err(DropReason::WrongType)
             };

@@ -10,7 +10,7 @@
 //! and replaced from the metric's table, so the cache never keeps a count from its metric. It is
 //! bounded ([`THREAD_SERIES_CACHE`]): when full it is emptied and refills on use.
 
-use super::LabelSetId;
+use super::label_set::LabelSetId;
 use std::cell::RefCell;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, OnceLock};

@@ -7,15 +7,16 @@ use std::sync::{Arc, Mutex, OnceLock, RwLock};
 use std::time::Instant;
 
 use arrayvec::ArrayVec;
+use opentelemetry::metrics::Histogram;
 
 use super::cell::{Cell, CellKind, Missed};
 use super::exemplar::{self, Exemplars, TraceContext};
 use super::key::LabelKey;
-use super::observer::Observer;
+use super::label_set::{attributes, LabelSetId, OVERFLOW_SET};
 use super::parked::{GaugeKey, ParkedGauges};
 use super::settings::{is_self_metric, Settings};
 use super::store::{self, Bounds, Store};
-use super::{cache, nanos, LabelSetId, Series, OVERFLOW_LABEL, OVERFLOW_SET};
+use super::{cache, nanos, Series, OVERFLOW_LABEL};
 use crate::catalog::MetricDef;
 use crate::catalog::MetricKind;
 use crate::clock::Clock;
@@ -86,7 +87,7 @@ pub(crate) struct Metric {
     /// Set for every metric but the self-metrics, which must not recurse into themselves.
     self_metrics: Option<Arc<SelfMetrics>>,
     /// The SDK histogram series bind to (histograms only, when OpenTelemetry readers exist).
-    otel_histogram: Option<opentelemetry::metrics::Histogram<f64>>,
+    otel_histogram: Option<Histogram<f64>>,
     /// Whether measurements keep exemplars.
     exemplars: bool,
     /// The series in exposition order, and the store's change count it was made at.
@@ -129,7 +130,10 @@ impl Metric {
             .recover()
             .get(set.index())
             .cloned()
-            .unwrap_or_else(|| Arc::from(Vec::new()))
+            .unwrap_or_else(|| {
+                debug_assert!(set == OVERFLOW_SET, "a label set this metric did not give");
+                Arc::from(Vec::new())
+            })
     }
 
     /// The hash under which `values` of label set `set` is (or would be) found.
@@ -198,7 +202,7 @@ impl Metric {
 
     fn make_series(&self, hash: u64, set: LabelSetId, key: LabelKey) -> Series {
         let otel = self.otel_histogram.as_ref().map(|h| {
-            let attrs = super::attributes(&self.label_names(set), set, &key);
+            let attrs = attributes(&self.label_names(set), set, &key);
             h.bind(&attrs)
         });
         let now = nanos(self.clock.now());
@@ -372,7 +376,7 @@ impl Metric {
         moved
     }
 
-    /// Creates the series of `values` (label set 0) now, at 0, and keeps it for good (pinned:
+    /// Creates the series of `values` (the first label set) now, at 0, and keeps it for good (pinned:
     /// it never expires); `false` when it does not fit the limit or the budget.
     pub(crate) fn predeclare(&self, values: &[&str]) -> bool {
         let hash = self.hash_values(LabelSetId::FIRST, values);
@@ -458,7 +462,8 @@ fn label_pairs<'s>(
 }
 
 /// A metric of `def` made with `settings` (its series limited to `limit`; `self_metrics` is
-/// `None` for the self-metrics themselves).
+/// `None` for the self-metrics themselves); a histogram's series also record into
+/// `otel_histogram`, the instrument an OpenTelemetry reader collects, when there is one.
 pub(super) fn build_metric(
     def: MetricDef,
     integral: bool,
@@ -466,7 +471,7 @@ pub(super) fn build_metric(
     limit: usize,
     self_metrics: Option<Arc<SelfMetrics>>,
     origin: Instant,
-    observer: &dyn Observer,
+    otel_histogram: Option<Histogram<f64>>,
 ) -> Metric {
     let cell_kind = match def.kind {
         MetricKind::Counter if integral => CellKind::CounterU64,
@@ -491,7 +496,6 @@ pub(super) fn build_metric(
         },
         cost: samples_per_series(&def.kind, def.buckets.len(), settings.created),
     };
-    let otel_histogram = observer.histogram(&def);
     let exemplars = settings.exemplars
         && !is_self
         && matches!(def.kind, MetricKind::Histogram | MetricKind::Counter);

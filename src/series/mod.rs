@@ -15,6 +15,7 @@ pub(crate) mod cache;
 pub(crate) mod cell;
 pub(crate) mod exemplar;
 pub(crate) mod key;
+mod label_set;
 mod metric;
 mod observer;
 pub(crate) mod parked;
@@ -24,10 +25,11 @@ pub(crate) mod remembered;
 mod settings;
 pub(crate) mod store;
 
+pub(crate) use label_set::{attributes, LabelSetId, OVERFLOW_SET};
 pub(crate) use metric::Metric;
 #[cfg(test)]
 pub(crate) use observer::NoObserver;
-pub(crate) use observer::{attributes, Observer};
+pub(crate) use observer::Observer;
 pub(crate) use registry::Metrics;
 pub(crate) use settings::Settings;
 
@@ -42,38 +44,6 @@ use crate::value::Num;
 use cell::{Cell, Missed};
 use exemplar::{Exemplar, Exemplars, TraceContext};
 use key::LabelKey;
-
-/// Which label-name list of its metric a series follows ([`Metric::label_set_id`]): a rule's
-/// metric has one, the first; a field-prefix metric one per list of allow-listed fields.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) struct LabelSetId(u32);
-
-impl LabelSetId {
-    /// A metric's first label-name list: its definition's.
-    pub(crate) const FIRST: LabelSetId = LabelSetId(0);
-
-    /// The `i`th list; `None` from the overflow series' id on.
-    pub(crate) fn new(i: usize) -> Option<LabelSetId> {
-        u32::try_from(i)
-            .ok()
-            .filter(|&i| i != OVERFLOW_SET.0)
-            .map(LabelSetId)
-    }
-
-    /// Its index into the metric's lists (the overflow series' is past them).
-    pub(crate) fn index(self) -> usize {
-        self.0 as usize
-    }
-
-    /// Its bits, for hashing.
-    #[inline]
-    pub(crate) fn bits(self) -> u32 {
-        self.0
-    }
-}
-
-/// The `set` of the overflow series: no label-name list has this id.
-pub(crate) const OVERFLOW_SET: LabelSetId = LabelSetId(u32::MAX);
 
 pub(crate) use crate::labels::OVERFLOW_LABEL;
 

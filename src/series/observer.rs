@@ -2,14 +2,11 @@
 //! a metric, and never the reader's own types, so the dependency runs from the reader (the
 //! OpenTelemetry side, `crate::otel`) to the store only.
 
-use super::LabelSetId;
 use std::sync::Arc;
 
 use opentelemetry::metrics::Histogram;
-use opentelemetry::KeyValue;
 
-use super::key::LabelKey;
-use super::{Metric, OVERFLOW_SET};
+use super::Metric;
 use crate::catalog::MetricDef;
 
 /// A reader of the store's metrics besides the exposition.
@@ -34,16 +31,4 @@ impl Observer for NoObserver {
     }
 
     fn metric_made(&self, _: &Arc<Metric>) {}
-}
-
-/// The attributes of a series: its labels by name, or the overflow marker.
-pub(crate) fn attributes(names: &[String], set: LabelSetId, key: &LabelKey) -> Vec<KeyValue> {
-    if set == OVERFLOW_SET {
-        return vec![KeyValue::new("otel.metric.overflow", true)];
-    }
-    names
-        .iter()
-        .zip(key.values())
-        .map(|(k, v)| KeyValue::new(k.clone(), v.to_owned()))
-        .collect()
 }

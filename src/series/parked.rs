@@ -10,7 +10,7 @@
 //! series it opened in; when it closes in the overflow series, the metric's parked table says
 //! where its +1 is now.
 
-use super::LabelSetId;
+use super::label_set::LabelSetId;
 use std::sync::{Arc, Mutex};
 
 use hashbrown::HashMap;

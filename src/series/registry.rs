@@ -37,14 +37,16 @@ impl Metrics {
     pub(crate) fn new(settings: Settings, observer: Arc<dyn Observer>) -> Self {
         let origin = Instant::now();
         let make_self = |info: &catalog::MetricInfo| {
+            let def = MetricDef::from_info(info);
+            let histogram = observer.histogram(&def);
             Arc::new(build_metric(
-                MetricDef::from_info(info),
+                def,
                 true,
                 &settings,
                 SELF_METRIC_LIMIT,
                 None,
                 origin,
-                observer.as_ref(),
+                histogram,
             ))
         };
         let self_metrics = Arc::new(SelfMetrics {
@@ -92,7 +94,7 @@ impl Metrics {
             limit,
             Some(Arc::clone(&self.self_metrics)),
             self.origin,
-            self.observer.as_ref(),
+            self.observer.histogram(def),
         ));
         by_name.insert(def.name.clone(), Arc::clone(&m));
         drop(by_name);

@@ -12,7 +12,7 @@
 //! after its entry was forgotten starts from zero again: Prometheus then sees a reset when its
 //! new value is below the last one it stored, and misses the new increments when it is not.
 
-use super::LabelSetId;
+use super::label_set::LabelSetId;
 use std::time::Duration;
 
 use hashbrown::HashTable;

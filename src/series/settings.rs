@@ -30,11 +30,12 @@ const SELF_METRICS: &[&catalog::MetricInfo] = &[
     &catalog::BUILD_INFO,
 ];
 
+/// Whether `name` is one of the crate's own metrics.
 pub(crate) fn is_self_metric(name: &str) -> bool {
     SELF_METRICS.iter().any(|m| m.name == name)
 }
 
-/// How [`Metrics`] makes metrics.
+/// How [`Metrics`](super::Metrics) makes metrics.
 #[derive(Debug, Clone)]
 pub(crate) struct Settings {
     pub(crate) limit: usize,

@@ -160,6 +160,11 @@ impl Sources {
         }
     }
 
+    /// Whether any other registry was given.
+    pub(crate) fn has_any(&self) -> bool {
+        !self.sources.is_empty()
+    }
+
     /// Reads every registry once and refuses a family that clashes with one of `taken` or of
     /// another registry (a mistake to fix before the node runs).
     ///
@@ -369,8 +374,8 @@ pub(super) fn write(
                     // OpenMetrics names every counter sample `_total`; the text format keeps the
                     // registry's name.
                     let suffix = match s.suffix {
-                        Suffix::Created => "_created",
-                        _ if om || f.total => crate::labels::COUNTER_SUFFIX,
+                        Suffix::Created => Suffix::Created.as_str(),
+                        _ if om || f.total => Suffix::Total.as_str(),
                         _ => "",
                     };
                     (f.name.as_str(), suffix)

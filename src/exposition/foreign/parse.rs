@@ -25,31 +25,7 @@ fn suffixes(kind: Kind) -> &'static [Suffix] {
     }
 }
 
-/// What a sample's name adds to its family's.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
-pub(crate) enum Suffix {
-    None,
-    Bucket,
-    Total,
-    Info,
-    Sum,
-    Count,
-    Created,
-}
-
-impl Suffix {
-    pub(crate) fn as_str(self) -> &'static str {
-        match self {
-            Suffix::None => "",
-            Suffix::Bucket => "_bucket",
-            Suffix::Total => crate::labels::COUNTER_SUFFIX,
-            Suffix::Info => crate::labels::INFO_SUFFIX,
-            Suffix::Sum => "_sum",
-            Suffix::Count => "_count",
-            Suffix::Created => "_created",
-        }
-    }
-}
+pub(crate) use super::super::writer::Suffix;
 
 /// A sample value: integers exactly (counts above 2^53 stay exact), anything else as a float.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -91,8 +67,8 @@ impl Family {
     /// it, an info's with `_info`).
     pub(crate) fn text_name(&self) -> String {
         match self.kind {
-            Kind::Counter if self.total => format!("{}_total", self.name),
-            Kind::Info => format!("{}_info", self.name),
+            Kind::Counter if self.total => format!("{}{}", self.name, Suffix::Total.as_str()),
+            Kind::Info => format!("{}{}", self.name, Suffix::Info.as_str()),
             _ => self.name.clone(),
         }
     }
